@@ -1,0 +1,16 @@
+"""The benchmark registry: name -> "module:Class", resolved lazily (DESIGN.md §8.3).
+
+Add a benchmark: one file in this package, one line here.
+"""
+
+from harness.registry import Registry
+
+BENCHMARKS = Registry(
+    "benchmark",
+    {
+        "gsm8k": "harness.benchmarks.gsm8k:GSM8K",
+        "math500": "harness.benchmarks.math500:MATH500",
+        "aime24": "harness.benchmarks.aime:AIME24",
+        "aime25": "harness.benchmarks.aime:AIME25",
+    },
+)

@@ -1,0 +1,53 @@
+"""GSM8K (Cobbe et al., 2021, "Training Verifiers to Solve Math Word Problems").
+
+Data: openai/gsm8k, config "main", split test (1319 items); offline: <data dir>/gsm8k/test.jsonl.
+Item id: the 0-based row index of the test split, as a string.
+Prompt: zero-shot chain of thought asking for the answer in \\boxed{} (FuseEval style).
+Generation: greedy, max 2048 tokens.
+Metric: accuracy; the answer is the last \\boxed{} else the last number, checked with
+math-verify against the number after '####'. 95% CI by bootstrap over items.
+"""
+
+from __future__ import annotations
+
+from harness.benchmarks.base import Benchmark, Example, take
+from harness.benchmarks.math_answers import extract_answer, gsm8k_gold, is_equivalent
+from harness.data import DataSource, load_rows
+from harness.stats import mean_metric
+from harness.types import Completion, Request, SamplingParams
+
+PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
+class GSM8K(Benchmark):
+    name = "gsm8k"
+    VERSION = "1"
+    headline = "accuracy"
+    default_params = SamplingParams(temperature=0.0, max_tokens=2048)
+    source = DataSource("gsm8k/test.jsonl", hub_id="openai/gsm8k", hub_config="main", hub_split="test")
+
+    def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
+        rows, self.dataset_revision = load_rows(self.name, self.source, self.ctx.data_dir)
+        examples = [Example(id=str(i), data={"question": r["question"], "gold": gsm8k_gold(r["answer"])})
+                    for i, r in enumerate(rows)]
+        return take(examples, limit)
+
+    def to_requests(self, example: Example) -> list[Request]:
+        return [self.chat(example, PROMPT.format(question=example.data["question"]))]
+
+    def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict]:
+        return [score_math_item(ex, completions[self.request_id(ex)], ex.data["gold"]) for ex in examples]
+
+    def aggregate(self, scores: list[dict]) -> dict[str, dict]:
+        return {"accuracy": mean_metric([s["score"] for s in scores], seed=self.ctx.seed)}
+
+
+def score_math_item(example: Example, completion: Completion, gold: str) -> dict:
+    """Greedy single-sample scoring shared by GSM8K and MATH-500."""
+    if completion.error:
+        return {"id": example.id, "score": 0.0, "correct": False, "extracted": None, "gold": gold,
+                "error": completion.error, "finish_reason": None}
+    extracted = extract_answer(completion.text)
+    correct = is_equivalent(gold, extracted)
+    return {"id": example.id, "score": float(correct), "correct": correct, "extracted": extracted, "gold": gold,
+            "finish_reason": completion.finish_reasons[0] if completion.finish_reasons else None}

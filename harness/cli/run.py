@@ -1,0 +1,60 @@
+"""`harness run suite SUITE --model M`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from harness.cli._common import console, metrics_table, open_store, parse_key_values
+
+
+def register(sub, parent) -> None:
+    run = sub.add_parser("run", help="run benchmarks")
+    run_sub = run.add_subparsers(dest="what", required=True)
+    p = run_sub.add_parser("suite", parents=[parent], help="run a suite of benchmarks on a model")
+    p.add_argument("suite", help="suite name (suites/*.yaml) or path to a suite YAML")
+    p.add_argument("--model", default="smollm2-135m-instruct",
+                   help="alias, local dir, hub id or openai:<model>@<base_url> (default: the embedded model)")
+    p.add_argument("--backend", default="auto", help="auto | vllm | hf | openai")
+    p.add_argument("--backend-option", action="append", metavar="KEY=VALUE",
+                   help="passed to the backend, e.g. tensor_parallel_size=2, batch_size=8, concurrency=32")
+    p.add_argument("--limit", type=int, help="items per benchmark (the first N)")
+    p.add_argument("--benchmarks", help="comma-separated subset of the suite's benchmarks")
+    p.add_argument("--max-tokens", type=int, help="override max new tokens for every benchmark")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", help="judge model for LLM-judged benchmarks (overrides the suite's)")
+    p.add_argument("--chat-template", help="Jinja chat template file for models without one")
+    p.add_argument("--out", help="output directory for results.json (default results/<run id>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_run_suite)
+
+
+def cmd_run_suite(args) -> int:
+    from harness.errors import UsageError
+    from harness.models import resolve_model
+    from harness.runner import RunOptions, run_suite
+    from harness.suites_config import load_suite
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    spec = load_suite(args.suite)
+    store = open_store(args)
+    model = resolve_model(args.model, store=store, chat_template_file=args.chat_template)
+    opts = RunOptions(
+        backend=args.backend, backend_options=parse_key_values(args.backend_option, "--backend-option"),
+        limit=args.limit, benchmarks=[b.strip() for b in args.benchmarks.split(",")] if args.benchmarks else None,
+        max_tokens=args.max_tokens, seed=args.seed, out=Path(args.out) if args.out else None,
+        data_dir=Path(args.data_dir) if args.data_dir else None, judge=args.judge,
+        progress=not args.no_progress, command=shlex.join(["harness", *sys.argv[1:]]),
+    )
+    results = run_suite(spec, model, store, opts)
+    console.print(metrics_table(results, title=f"{spec.name} · {model.name} · run {results['run_id']}"))
+    t = results["timings"]
+    console.print(f"{t['generated_requests']} generated, {t['cached_requests']} cached, "
+                  f"{t['failed_requests']} failed; {t['total_s']:.1f}s total"
+                  + (f", {t['generated_tokens_per_s']:.0f} tok/s" if t["generated_tokens_per_s"] else ""))
+    console.print(f"results: {results['out_dir']}/results.json")
+    if t["failed_requests"]:
+        console.print(f"[yellow]{t['failed_requests']} requests failed; re-run the same command to retry them.[/]")
+    return 0

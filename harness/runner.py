@@ -1,0 +1,263 @@
+"""The runner: requests -> cache lookup -> batched generation -> store -> scores -> results.
+
+One runner serves evaluation and fusion-data construction (DESIGN.md §2). Requests are
+deduplicated (same messages + params = one generation), grouped by sampling params and
+sent to the backend in large chunks; each finished completion is committed to the store
+the moment the backend reports it. The backend is created lazily: a fully cached re-run
+never starts an engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.benchmarks import BENCHMARKS
+from harness.benchmarks.base import Benchmark, Context, Example, with_params
+from harness.models import ResolvedModel
+from harness.store import ModelRecord, Store, generation_key
+from harness.types import Completion, Request, SamplingParams
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512  # requests per backend call: bounds memory, not batching (the engine batches)
+
+
+@dataclass
+class GenerationStats:
+    requests: int = 0
+    cached: int = 0
+    generated: int = 0
+    errors: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class LazyBackend:
+    """Builds the backend on first use, so cached runs never load a model."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self.backend = None
+
+    def get(self):
+        if self.backend is None:
+            self.backend = self._factory()
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+def generate_all(requests: list[Request], model: ResolvedModel, store: Store, backend: LazyBackend,
+                 stats: GenerationStats | None = None, progress: bool = True,
+                 description: str = "generating") -> dict[str, Completion]:
+    """Completions for every request, from the store when cached, else from the backend."""
+    stats = stats if stats is not None else GenerationStats()
+    keys = {r.id: [generation_key(model.fingerprint, model.template_hash, r, i) for i in range(r.params.n)]
+            for r in requests}
+    hits = store.lookup_generations([k for ks in keys.values() for k in ks])
+    out: dict[str, Completion] = {}
+    unique: dict[str, Request] = {}  # first key -> representative request
+    waiting: dict[str, list[str]] = {}  # first key -> request ids that share it
+    for r in requests:
+        ks = keys[r.id]
+        if all(k in hits for k in ks):
+            rows = [hits[k] for k in ks]
+            out[r.id] = Completion(texts=[x["text"] for x in rows], finish_reasons=[x["finish_reason"] for x in rows],
+                                   prompt_tokens=rows[0]["prompt_tokens"] or 0,
+                                   completion_tokens=[x["completion_tokens"] or 0 for x in rows],
+                                   logprobs=[_json(x["logprobs"]) for x in rows] if rows[0]["logprobs"] else None,
+                                   cached=True)
+            stats.cached += 1
+        else:
+            unique.setdefault(ks[0], r)
+            waiting.setdefault(ks[0], []).append(r.id)
+    stats.requests += len(requests)
+    if not unique:
+        return out
+
+    groups: dict[SamplingParams, list[Request]] = {}
+    for r in unique.values():
+        groups.setdefault(r.params, []).append(r)
+    t0 = time.perf_counter()
+    with _progress(progress, description, len(unique)) as advance:
+        for params, reqs in groups.items():
+            for start in range(0, len(reqs), CHUNK):
+                chunk = reqs[start:start + CHUNK]
+
+                def on_result(i: int, c: Completion, chunk: list[Request] = chunk) -> None:
+                    r = chunk[i]
+                    store.put_completion(keys[r.id], model.fingerprint, r, c)
+                    for rid in waiting[keys[r.id][0]]:
+                        out[rid] = c
+                    stats.generated += 1
+                    stats.errors += c.error is not None
+                    tokens = sum(c.completion_tokens)
+                    stats.completion_tokens += tokens
+                    advance(1, tokens)
+
+                backend.get().generate(chunk, on_result=on_result)
+    stats.seconds += time.perf_counter() - t0
+    return out
+
+
+def _json(s: str | None):
+    import json
+
+    return json.loads(s) if s else None
+
+
+class _progress:
+    """A rich progress bar with items/s and generated tokens/s (only on a terminal)."""
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        import sys
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.description, self.total = description, total
+        self.tokens, self.t0 = 0, time.perf_counter()
+
+    def __enter__(self):
+        if not self.enabled:
+            return self._advance_quiet
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
+        self.bar.start()
+        self.task = self.bar.add_task(self.description, total=self.total, rate="")
+        return self._advance
+
+    def _advance(self, items: int, tokens: int) -> None:
+        self.tokens += tokens
+        el = max(time.perf_counter() - self.t0, 1e-9)
+        done = self.bar.tasks[0].completed + items
+        self.bar.update(self.task, advance=items, rate=f"{done / el:.1f} items/s {self.tokens / el:.0f} tok/s")
+
+    def _advance_quiet(self, items: int, tokens: int) -> None:
+        self.tokens += tokens
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.stop()
+        el = time.perf_counter() - self.t0
+        log.info("%s: %d requests in %.1fs (%.0f generated tokens/s)", self.description, self.total, el,
+                 self.tokens / max(el, 1e-9))
+        return False
+
+
+# ---- suites ------------------------------------------------------------------------------
+@dataclass
+class RunOptions:
+    backend: str = "auto"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    benchmarks: list[str] | None = None
+    max_tokens: int | None = None
+    seed: int = 0
+    out: Path | None = None
+    data_dir: Path | None = None
+    judge: str | None = None
+    progress: bool = True
+    command: str | None = None
+
+
+def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchmark, int | None]]:
+    """Instantiate the suite's benchmarks with params = benchmark defaults < suite defaults
+    < suite entry < CLI overrides."""
+    wanted = opts.benchmarks
+    if wanted:
+        for w in wanted:
+            BENCHMARKS.check(w)
+        names_in_suite = {e.name for e in spec.benchmarks}
+        missing = [w for w in wanted if w not in names_in_suite]
+        if missing:
+            from harness.errors import UsageError
+
+            raise UsageError(f"benchmark(s) {', '.join(missing)} are not in suite {spec.name!r}; "
+                             f"it has: {', '.join(sorted(names_in_suite))}")
+    out = []
+    for entry in spec.benchmarks:
+        if wanted and entry.name not in wanted:
+            continue
+        cls = BENCHMARKS.resolve(entry.name)
+        params = cls.default_params
+        for layer in (spec.defaults, entry):
+            params = with_params(params, n=layer.n, temperature=layer.temperature, top_p=layer.top_p,
+                                 max_tokens=layer.max_tokens, seed=layer.seed,
+                                 stop=tuple(layer.stop) if layer.stop is not None else None)
+        params = with_params(params, max_tokens=opts.max_tokens)
+        if params.seed is not None or not params.greedy:
+            params = with_params(params, seed=opts.seed if params.seed is None else params.seed + opts.seed)
+        limit = opts.limit if opts.limit is not None else entry.limit
+        out.append((cls(options=entry.options, ctx=ctx, params=params), limit))
+    return out
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dict[str, Any]:
+    from harness.backends import make_backend, pick_backend
+    from harness.results import build_results, write_outputs
+
+    t_start = time.perf_counter()
+    backend_name = pick_backend(opts.backend, model)
+    ctx = Context(data_dir=opts.data_dir, store=store, seed=opts.seed, judge=opts.judge or spec.judge)
+    benches = build_benchmarks(spec, opts, ctx)
+    loaded: list[tuple[Benchmark, list[Example]]] = []
+    for bench, limit in benches:
+        loaded.append((bench, bench.load(limit=limit, seed=opts.seed)))
+
+    run_id = new_run_id()
+    config = {"suite": spec.model_dump(), "options": {k: (str(v) if isinstance(v, Path) else v)
+                                                      for k, v in opts.__dict__.items()},
+              "backend": backend_name, "pid": os.getpid()}
+    if model.kind != "candidate":  # candidates are registered by the trainer, with their parent
+        store.register_model(ModelRecord(name=model.name, fingerprint=model.fingerprint, kind=model.kind,
+                                         path=model.path, template_hash=model.template_hash,
+                                         info=model.provenance()))
+    store.create_run(run_id, spec.name, model.name, model.fingerprint, config)
+    lazy = LazyBackend(lambda: make_backend(backend_name, model, {**_default_backend_options(backend_name, opts),
+                                                                   **opts.backend_options}))
+    stats = GenerationStats()
+    try:
+        completions: dict[str, Completion] = {}
+        pending = [(b, ex) for b, exs in loaded for ex in exs]
+        requests = [r for b, ex in pending for r in b.to_requests(ex)]
+        while requests:  # more than one pass only for multi-turn benchmarks
+            completions.update(generate_all(requests, model, store, lazy, stats, progress=opts.progress))
+            requests = [r for b, ex in pending for r in b.next_requests(ex, completions)]
+        lazy.close()
+        per_bench = {}
+        for bench, exs in loaded:
+            t0 = time.perf_counter()
+            scores = bench.score(exs, completions)
+            store.put_scores(run_id, bench.name, [(s["id"], s) for s in scores])
+            per_bench[bench.name] = (bench, exs, scores, bench.aggregate(scores), time.perf_counter() - t0)
+        results = build_results(run_id, spec, model, backend_name, lazy, per_bench, completions, stats,
+                                opts, time.perf_counter() - t_start)
+        out_dir = opts.out or Path("results") / run_id
+        write_outputs(out_dir, results, per_bench, completions)
+        results["out_dir"] = str(out_dir)
+        store.finish_run(run_id, "finished", results)
+        return results
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted", None)
+        raise
+    except BaseException:
+        store.finish_run(run_id, "failed", None)
+        raise
+
+
+def _default_backend_options(name: str, opts: RunOptions) -> dict[str, Any]:
+    return {"seed": opts.seed} if name == "vllm" else {}
