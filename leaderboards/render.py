@@ -1,0 +1,149 @@
+"""HTML for a Leaderboard: one self-contained index page plus drill-down pages.
+
+Self-contained means: CSS, JavaScript and charts (SVG) are inlined, nothing is fetched, so
+the directory can be opened from file:// offline, mailed, or kept as a CI artefact. Every
+string that came from a model, a judge or a dataset goes through Jinja2's autoescape, so an
+answer containing <script> is shown as text, never run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from leaderboards.build import Leaderboard, Row, fmt, item_texts
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+CHART_W, BAR_H = 420, 18
+
+
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.0f}%"
+    env.filters["p"] = lambda p: "" if p is None else (f"{p:.1e}" if p < 0.001 else f"{p:.3f}")
+    env.filters["sortval"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
+    env.filters["js"] = lambda v: json.dumps(v, sort_keys=True)
+    return env
+
+
+def _natural(item_id: str):
+    """Item ids are mostly row numbers: sort "10" after "9"."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", item_id)]
+
+
+def _scale(lb: Leaderboard) -> dict[str, float]:
+    """Per-benchmark axis maximum for CI bars and charts (all rows on one scale)."""
+    out = {}
+    for b in lb.benchmarks:
+        hi = [max(c.get("ci_high") or c["value"], c["value"]) for r in lb.rows if (c := r.cells.get(b["name"]))]
+        top = max(hi) if hi else 1.0
+        out[b["name"]] = 100.0 if 50 < top <= 100 else (top * 1.1 if top > 0 else 1.0)
+    return out
+
+
+def _x(v: float | None, top: float, width: float) -> float:
+    if v is None:
+        return 0.0
+    return round(max(0.0, min(width, v / top * width)), 1)
+
+
+def _charts(lb: Leaderboard, scale: dict[str, float]) -> list[dict[str, Any]]:
+    charts = []
+    for b in lb.benchmarks:
+        top = scale[b["name"]]
+        bars = []
+        for r in lb.rows:
+            c = r.cells.get(b["name"])
+            if c is None:
+                continue
+            bars.append({"key": r.key, "role": r.entry.role, "value": c["value"],
+                         "w": _x(c["value"], top, CHART_W), "lo": _x(c.get("ci_low"), top, CHART_W),
+                         "hi": _x(c.get("ci_high"), top, CHART_W)})
+        charts.append({"bench": b["name"], "metric": b["headline"], "top": top, "bars": bars,
+                       "height": BAR_H * len(bars) + 24, "width": CHART_W})
+    return charts
+
+
+def _score_fields(s: dict) -> list[tuple[str, str, bool]]:
+    """A score dict's fields other than id/score, for display: (key, text, long?)."""
+    out = []
+    for k, v in s.items():
+        if k in ("id", "score", "completion", "samples"):
+            continue
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        out.append((k, text, len(text) > 80 or "\n" in text))
+    return out
+
+
+def _items(lb: Leaderboard, row: Row, bench: str, store) -> list[dict[str, Any]]:
+    scores = row.run.scores.get(bench, {})
+    texts = item_texts(store, row.run, bench)
+    items = []
+    for item_id in sorted(scores, key=_natural):
+        s = scores[item_id]
+        t = texts.get(item_id, {})
+        items.append({"id": item_id, "score": s.get("score"), "fields": _score_fields(s),
+                      "prompt": t.get("prompt"), "answer": t.get("answer"), "extra": t.get("extra") or []})
+    return items
+
+
+def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
+    """Write index.html, items/<model>/<bench>.html and diff/<a>--<b>/<bench>.html."""
+    env = _env()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scale = _scale(lb)
+    bench_names = [b["name"] for b in lb.benchmarks]
+
+    item_cache: dict[tuple[str, str], list[dict]] = {}
+    for r in lb.rows:
+        for b in bench_names:
+            if b in r.run.scores:
+                item_cache[(r.key, b)] = _items(lb, r, b, store)
+
+    page = env.get_template("items.html.j2")
+    for r in lb.rows:
+        d = out_dir / "items" / r.slug
+        d.mkdir(parents=True, exist_ok=True)
+        for b in bench_names:
+            if (r.key, b) in item_cache:
+                (d / f"{b}.html").write_text(page.render(lb=lb, row=r, bench=b, items=item_cache[(r.key, b)]),
+                                             encoding="utf-8")
+
+    diffs = []
+    diff_page = env.get_template("diff.html.j2")
+    for a_key, b_key in lb.spec.compare_pairs():
+        a, b = lb.row(a_key), lb.row(b_key)
+        d = out_dir / "diff" / f"{a.slug}--{b.slug}"
+        links = []
+        for bench in bench_names:
+            ia = {i["id"]: i for i in item_cache.get((a.key, bench), [])}
+            ib = {i["id"]: i for i in item_cache.get((b.key, bench), [])}
+            shared = [i for i in ia if i in ib]
+            if not shared:
+                continue
+            changed = [(ia[i], ib[i]) for i in shared if ia[i]["score"] != ib[i]["score"]]
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{bench}.html").write_text(
+                diff_page.render(lb=lb, a=a, b=b, bench=bench, changed=changed, n_shared=len(shared),
+                                 a_better=sum((x["score"] or 0) > (y["score"] or 0) for x, y in changed)),
+                encoding="utf-8")
+            links.append({"bench": bench, "href": f"diff/{a.slug}--{b.slug}/{bench}.html", "n": len(changed),
+                          "shared": len(shared)})
+        diffs.append({"a": a, "b": b, "links": links})
+
+    index = out_dir / "index.html"
+    index.write_text(env.get_template("index.html.j2").render(
+        lb=lb, scale=scale, charts=_charts(lb, scale), diffs=diffs, bar_w=80,
+        xpos=lambda v, top, w: _x(v, top, w), has_items={k for k in item_cache}), encoding="utf-8")
+    log.info("leaderboard %s: %d rows x %d benchmarks -> %s", lb.spec.name, len(lb.rows), len(bench_names), index)
+    return index

@@ -1,0 +1,144 @@
+"""Leaderboard definitions: typed, validated on load (DESIGN.md §8.4). YAML is data:
+
+    name: fusechat3-llama
+    title: FuseChat-3.0, Llama-3.1-8B target      # optional
+    suite: fusechat3                              # runs of this suite are used
+    benchmarks: [gsm8k, math500]                  # optional: subset and column order
+    models:
+      - model: google/gemma-2-27b-it              # a model name in the store
+        role: source                              # source | target | candidate | baseline
+      - model: meta-llama/Llama-3.1-8B-Instruct
+        role: target
+      - model: my-wrpo-candidate
+        role: candidate
+        run: 20261122-031500-ab12                 # optional: this run, not the latest finished one
+        label: WRPO beta=0.01                     # optional display name (must be unique)
+        target: meta-llama/Llama-3.1-8B-Instruct  # optional when there is one target
+      - results: results/baseline-run/            # or a `harness run --out` dir instead of the store
+        role: baseline
+    compare:                                      # optional: pairs for "where they differ" pages
+      - [my-wrpo-candidate, google/gemma-2-27b-it]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import UsageError, did_you_mean
+
+HERE = Path(__file__).resolve().parent
+Role = Literal["source", "target", "candidate", "baseline"]
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    role: Role
+    run: str | None = None
+    results: str | None = None
+    label: str | None = None
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelEntry:
+        if self.model is None and self.run is None and self.results is None:
+            raise ValueError("each model entry needs `model`, `run` or `results`")
+        if self.results is not None and self.run is not None:
+            raise ValueError("give either `run` (in the store) or `results` (a directory), not both")
+        if self.target is not None and self.role != "candidate":
+            raise ValueError(f"`target` only applies to candidates, not a {self.role}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The row's name: label, else model, else the run or results it came from."""
+        return self.label or self.model or self.run or self.results or "?"
+
+
+class LeaderboardSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    title: str | None = None
+    suite: str | None = None
+    description: str | None = None
+    benchmarks: list[str] | None = None
+    models: list[ModelEntry] = Field(min_length=1)
+    compare: list[tuple[str, str]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LeaderboardSpec:
+        keys = [m.key for m in self.models]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"row name(s) {', '.join(dup)} appear twice; give each entry a distinct `label`")
+        targets = [m.key for m in self.models if m.role == "target"]
+        for m in self.models:
+            if m.role != "candidate":
+                continue
+            if m.target is not None:
+                if m.target not in targets:
+                    raise ValueError(f"candidate {m.key!r} names target {m.target!r}, but the targets are: "
+                                     f"{', '.join(targets) or 'none'}")
+            elif len(targets) > 1:
+                raise ValueError(f"candidate {m.key!r} must say which target it has (`target:`): "
+                                 f"there are several ({', '.join(targets)})")
+        for a, b in self.compare:
+            for k in (a, b):
+                if k not in keys:
+                    raise ValueError(str(did_you_mean("model in compare", k, keys)))
+        return self
+
+    def target_of(self, entry: ModelEntry) -> str | None:
+        if entry.target:
+            return entry.target
+        targets = [m.key for m in self.models if m.role == "target"]
+        return targets[0] if targets else None
+
+    def compare_pairs(self) -> list[tuple[str, str]]:
+        """Explicit pairs, else each candidate against its target and each source."""
+        if self.compare:
+            return list(self.compare)
+        pairs = []
+        sources = [m.key for m in self.models if m.role == "source"]
+        for m in self.models:
+            if m.role == "candidate":
+                t = self.target_of(m)
+                pairs += [(t, m.key)] if t else []
+                pairs += [(s, m.key) for s in sources]
+        return pairs
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.yaml"))
+
+
+def load_spec(name_or_path: str) -> LeaderboardSpec:
+    """A definition by name (leaderboards/NAME.yaml) or by path; errors name the file and field."""
+    p = Path(name_or_path)
+    if not (p.suffix in (".yaml", ".yml") or p.exists()):
+        p = HERE / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise did_you_mean("leaderboard", name_or_path, available())
+    if not p.exists():
+        raise UsageError(f"leaderboard file {name_or_path!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UsageError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{p}: expected a mapping with name, suite and models")
+    data.setdefault("name", p.stem)
+    try:
+        spec = LeaderboardSpec.model_validate(data)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()]
+        raise UsageError(f"{p}: invalid leaderboard definition:\n" + "\n".join(lines)) from None
+    base = p.parent
+    for m in spec.models:  # relative `results:` paths are relative to the YAML file
+        if m.results and not Path(m.results).is_absolute():
+            m.results = str((base / m.results).resolve()) if (base / m.results).exists() else m.results
+    return spec
