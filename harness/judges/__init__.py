@@ -1,0 +1,211 @@
+"""The Judge layer (DESIGN.md §3): a Backend + a prompt template + a verdict parser, cached.
+
+Why a layer of its own: the judged benchmarks (AlpacaEval 2, Arena-Hard, MT-Bench) make
+thousands of judge calls that cost money or CPU time, so every call is cached in the
+store's `judgments` table the moment it finishes, keyed by (judge fingerprint, chat
+template, prompt version, judge messages, sampling params). The messages already encode
+the answers and their order, so the same pair judged in the other order is another key.
+A re-run, or a run killed half-way, asks the backend only for what is missing.
+
+The backend is built lazily (harness.runner.LazyBackend), so a fully cached re-judge
+never starts an engine or opens a connection, and one judge engine is shared by every
+benchmark of a run (kept in `Context.extra`).
+
+Errors are never verdicts: a call that still fails after the backend's bounded retries
+is stored with its error (the store does not return errored rows as hits, so the next
+run retries it) and reported to the benchmark, which counts it and leaves it out of the
+metric. A reply that does not parse is kept raw and counted by the benchmark.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import HarnessError, UsageError
+from harness.types import Completion, Request, SamplingParams, stable_hash
+
+log = logging.getLogger(__name__)
+
+# The embedded model: fine for proving the pipeline runs, useless as a judge of quality.
+EMBEDDED_JUDGE = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class JudgeCall:
+    """One judge request. `id` is for logs and per-item records; it is not in the cache key."""
+
+    id: str
+    messages: tuple[dict[str, str], ...]
+    params: SamplingParams
+
+
+@dataclass
+class JudgeReply:
+    text: str | None
+    logprobs: list[Any] | None = None  # per generated token: {token, logprob, top: {token: logprob}}
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    cached: bool = False
+    key: str = ""
+
+
+@dataclass
+class JudgeStats:
+    calls: int = 0  # judge calls asked for (cached or not)
+    cached: int = 0
+    backend_calls: int = 0  # requests actually sent to the backend
+    errors: int = 0
+    prompt_tokens: int = 0  # tokens of the calls made in this run (what this run cost)
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # tokens of the reused calls (what they cost when first made)
+    cached_completion_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Judge:
+    """A judge model bound to a store. `run()` is the only way to call it."""
+
+    model: Any  # harness.models.ResolvedModel
+    store: Any  # harness.store.Store
+    backend: Any  # harness.runner.LazyBackend
+    stats: JudgeStats = field(default_factory=JudgeStats)
+
+    @property
+    def model_id(self) -> str:
+        """The id a published number names: the served model name for HTTP judges."""
+        return self.model.path if self.model.kind == "openai" else self.model.name
+
+    def key(self, call: JudgeCall, prompt_version: str) -> str:
+        return stable_hash("judge", self.model.fingerprint, self.model.template_hash, prompt_version,
+                           list(call.messages), call.params.to_dict())
+
+    def run(self, calls: list[JudgeCall], prompt_version: str) -> list[JudgeReply]:
+        """Replies in the order of `calls`: cached ones from the store, the rest from the backend,
+        each stored as soon as it arrives."""
+        keys = [self.key(c, prompt_version) for c in calls]
+        hits = self.store.lookup_judgments(keys)
+        out: list[JudgeReply | None] = [None] * len(calls)
+        todo: dict[str, list[int]] = {}  # key -> positions (identical calls are made once)
+        for i, k in enumerate(keys):
+            self.stats.calls += 1
+            if k in hits:
+                row = hits[k]
+                out[i] = JudgeReply(text=row["text"], logprobs=json.loads(row["logprobs"]) if row["logprobs"] else None,
+                                    prompt_tokens=row["prompt_tokens"] or 0,
+                                    completion_tokens=row["completion_tokens"] or 0, cached=True, key=k)
+                self.stats.cached += 1
+                self.stats.cached_prompt_tokens += out[i].prompt_tokens
+                self.stats.cached_completion_tokens += out[i].completion_tokens
+            else:
+                todo.setdefault(k, []).append(i)
+        if not todo:
+            return out  # type: ignore[return-value]
+        reqs = [Request(id=calls[pos[0]].id, messages=calls[pos[0]].messages, params=calls[pos[0]].params)
+                for pos in todo.values()]
+        todo_keys = list(todo)
+
+        def on_result(j: int, c: Completion) -> None:
+            k = todo_keys[j]
+            reply = _reply(c, k)
+            self.store.put_judgment(k, self.model.name, prompt_version, list(reqs[j].messages), reply.text,
+                                    logprobs=reply.logprobs, prompt_tokens=reply.prompt_tokens,
+                                    completion_tokens=reply.completion_tokens, error=reply.error)
+            self.stats.backend_calls += 1
+            self.stats.prompt_tokens += reply.prompt_tokens
+            self.stats.completion_tokens += reply.completion_tokens
+            for pos in todo[k]:
+                out[pos] = reply
+                self.stats.errors += reply.error is not None
+
+        log.info("judge %s: %d calls, %d cached, %d to make", self.model.name, len(calls),
+                 len(calls) - sum(len(p) for p in todo.values()), len(reqs))
+        try:
+            self.backend.get().generate(reqs, on_result=on_result)
+        except HarnessError as e:
+            # Endpoint down after the backend's own bounded retries, engine that cannot start:
+            # every unfinished call becomes a recorded judge error, never a verdict.
+            log.error("judge %s failed: %s", self.model.name, e)
+            for j, k in enumerate(todo_keys):
+                if out[todo[k][0]] is None:
+                    on_result(j, Completion(texts=[], finish_reasons=[], error=f"{type(e).__name__}: {e}"))
+        return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _reply(c: Completion, key: str) -> JudgeReply:
+    if c.error is not None:
+        return JudgeReply(text=None, error=c.error, key=key)
+    return JudgeReply(text=c.text, logprobs=c.logprobs[0] if c.logprobs else None, prompt_tokens=c.prompt_tokens,
+                      completion_tokens=sum(c.completion_tokens), key=key)
+
+
+def judge_spec(bench) -> str | None:
+    """Which judge a benchmark uses: an explicit command-line --judge (when the runner puts
+    it in ctx.extra["judge_override"]) beats the suite entry's `options.judge`, which beats
+    the suite's `judge:` (ctx.judge)."""
+    return bench.ctx.extra.get("judge_override") or bench.options.get("judge") or bench.ctx.judge
+
+
+def get_judge(ctx, spec: str | None, benchmark: str, published: str) -> Judge:
+    """The run's judge for `spec` (a --model spec), shared by all benchmarks of the run.
+
+    `published` names the judge the benchmark's published numbers used; it is only
+    used for the error message here (see `judge_info` for the comparability flag)."""
+    if not spec:
+        raise UsageError(f"benchmark {benchmark!r} needs a judge model: pass --judge "
+                         f"openai:{published}@<base_url> for numbers comparable to published ones, "
+                         f"or --judge {EMBEDDED_JUDGE} for an offline smoke run (or set `judge:` in the suite)")
+    judges = ctx.extra.setdefault("judges", {})
+    if spec in judges:
+        return judges[spec]
+    from harness.backends import make_backend, pick_backend
+    from harness.models import resolve_model
+    from harness.runner import LazyBackend
+    from harness.store import ModelRecord
+
+    model = resolve_model(spec, ctx.store)
+    backend_name = pick_backend(ctx.extra.get("judge_backend", "auto"), model)
+    options = dict(ctx.extra.get("judge_backend_options") or {})
+    if backend_name == "vllm":
+        options.setdefault("seed", ctx.seed)
+    ctx.store.register_model(ModelRecord(name=model.name, fingerprint=model.fingerprint, kind=model.kind,
+                                         path=model.path, template_hash=model.template_hash,
+                                         info=model.provenance()))
+    lazy = LazyBackend(lambda: make_backend(backend_name, model, options))
+    judge = judges[spec] = Judge(model=model, store=ctx.store, backend=lazy)
+    # The engine stays up for the next judged benchmark of the run; free it at exit.
+    atexit.register(judge.close)
+    return judge
+
+
+def judge_info(judge: Judge, prompt_version: str, published: str, stats: JudgeStats, **counts: int) -> dict:
+    """What results.json records about a benchmark's judge: who judged, with which prompt,
+    whether that is the published judge, what it cost and what went wrong."""
+    comparable = judge.model_id == published
+    info = {"model": judge.model.name, "model_id": judge.model_id, "fingerprint": judge.model.fingerprint,
+            "prompt_version": prompt_version, "published_judge": published, "comparable": comparable,
+            **stats.to_dict(), **counts}
+    if not comparable:
+        info["warning"] = (f"judge {judge.model_id!r} is not the published judge {published!r}: "
+                           "these numbers are NOT comparable to published ones")
+        log.warning("%s", info["warning"])
+    return info
+
+
+def stats_delta(before: JudgeStats, after: JudgeStats) -> JudgeStats:
+    """The share of a shared judge's counters that one benchmark used."""
+    return JudgeStats(**{k: getattr(after, k) - getattr(before, k) for k in before.__dict__})
+
+
+def snapshot(judge: Judge) -> JudgeStats:
+    return JudgeStats(**judge.stats.__dict__)

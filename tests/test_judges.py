@@ -1,0 +1,228 @@
+"""Judge layer: verdict parsers (table-driven, from real judge replies), caching/resume,
+errors that never become verdicts, and the cost ledger. Unit tests: scripted backend."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.benchmarks.base import Context
+from harness.judges import Judge, JudgeCall, get_judge, judge_info
+from harness.judges.cost import cost_ledger, load_prices
+from harness.judges.parsers import (
+    alpaca_argmax_preference,
+    alpaca_logprob_preference,
+    arena_verdict,
+    mt_bench_rating,
+)
+from harness.runner import LazyBackend
+from harness.types import SamplingParams
+from tests.fakes import FakeBackend
+
+# ---- parsers ---------------------------------------------------------------------------------
+# Arena-Hard: endings of real gpt-4-1106-preview judgments (arena-hard-auto model_judgment files)
+ARENA_CASES = [
+    ("...Assistant B's answer is more concise.\n\nMy final verdict is: Assistant B is slightly better: [[B>A]]", "B>A"),
+    ("My final verdict is tie: [[A=B]].", "A=B"),
+    ("Therefore, my final verdict is: Assistant A is significantly better: [[A>>B]]", "A>>B"),
+    ("My final verdict is: [[B>>A]]", "B>>A"),
+    ("Assistant A is slightly better: [[A>B]]", "A>B"),
+    # upstream's second pattern: single brackets
+    ("My final verdict is [B>A].", "B>A"),
+    # two different labels: ambiguous, upstream gives no verdict
+    ("At first I thought [[A>B]] but on reflection [[B>A]]", None),
+    # the same label twice is fine
+    ("[[A=B]] ... so again: [[A=B]]", "A=B"),
+    ("I cannot decide between the two answers.", None),
+    ("", None),
+    (None, None),
+    ("[[AB]]", None),  # matches the character class but is no label
+    ("Example output: [[C]]", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", ARENA_CASES)
+def test_arena_verdict(text, expected):
+    assert arena_verdict(text) == expected
+
+
+# MT-Bench: FastChat gpt-4 single judgments end like these
+MT_CASES = [
+    ("The response is accurate and engaging. Rating: [[8]]", 8.0),
+    ("...the assistant's answer is incorrect.\n\nRating: [[2]]", 2.0),
+    ("Rating: [[7.5]]", 7.5),
+    ("Rating: [9]", 9.0),  # backup pattern
+    ("Rating: [[10]] and earlier [3]", 10.0),  # double brackets win over the backup
+    ("I would rate this response 6 out of 10.", None),  # FastChat: -1, unparseable
+    ("Rating: [[rating]]", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize("text,expected", MT_CASES)
+def test_mt_bench_rating(text, expected):
+    assert mt_bench_rating(text) == expected
+
+
+def _lp(top):
+    return [{"token": max(top, key=top.get), "logprob": max(top.values()), "top": top}]
+
+
+def test_alpaca_logprob_preference_matches_upstream_example():
+    # the example completion in alpaca_eval's logprob_parser docstring: M -0.0176, m -4.0488
+    top = {"M": -0.017597131, "m": -4.048847, "Both": -14.9, "The": -15.7, "Based": -15.9}
+    p_m = math.exp(-4.048847) / (math.exp(-4.048847) + math.exp(-0.017597131))
+    assert alpaca_logprob_preference(_lp(top)) == pytest.approx(2 - p_m)
+    assert alpaca_logprob_preference(_lp({"m": -0.1})) == pytest.approx(1.0)  # only m present
+    assert alpaca_logprob_preference(_lp({"M": -0.1})) == pytest.approx(2.0)
+    assert alpaca_logprob_preference(_lp({" M": -0.1, "The": -1})) is None  # upstream: exact tokens only
+    assert alpaca_logprob_preference(None) is None
+
+
+def test_alpaca_argmax_fallback():
+    assert alpaca_argmax_preference("m") == 1.0
+    assert alpaca_argmax_preference("M\n") == 2.0
+    assert alpaca_argmax_preference("Model m") is None
+
+
+def test_alpaca_eval_prompt_is_upstreams():
+    """Our copy of the annotator prompt, split into messages as alpaca_eval does."""
+    pytest.importorskip("alpaca_eval")
+    from pathlib import Path
+
+    import alpaca_eval
+    from alpaca_eval.utils import prompt_to_chatml
+
+    from harness.benchmarks.alpaca_eval import judge_messages
+
+    tpl = (Path(alpaca_eval.__file__).parent / "evaluators_configs" / "alpaca_eval_clf_gpt4_turbo"
+           / "alpaca_eval_clf.txt").read_text()
+    filled = tpl.replace("{instruction}", "Say hi").replace("{output_1}", "hi").replace("{output_2}", "hello")
+    assert list(judge_messages("Say hi", "hi", "hello")) == prompt_to_chatml(filled)
+
+
+def test_alpaca_switch_matches_upstream_processor():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("alpaca_eval")
+    from alpaca_eval.processors import RandomSwitchTwoColumnsProcessor
+
+    from harness.benchmarks.alpaca_eval import is_switched
+
+    instr = [f"instruction {i}" for i in range(40)]
+    proc = RandomSwitchTwoColumnsProcessor(two_columns_to_switch=["output_1", "output_2"],
+                                           random_seed_columns=["instruction"], _switch_column="is_switched_outputs")
+    df = proc.preprocess(pd.DataFrame({"instruction": instr, "output_1": ["a"] * 40, "output_2": ["b"] * 40}))
+    assert list(df["is_switched_outputs"]) == [is_switched(i) for i in instr]
+    assert 5 < sum(is_switched(i) for i in instr) < 35  # really random-looking, not constant
+
+
+# ---- caching, resume, errors ----------------------------------------------------------------
+class _Model:
+    name = kind = "fake-judge"
+    path = "fake-judge"
+    fingerprint = "fp:fake"
+    template_hash = "t0"
+
+
+def _judge(store, backend):
+    return Judge(model=_Model(), store=store, backend=LazyBackend(lambda: backend))
+
+
+def _calls(n):
+    return [JudgeCall(id=f"b/{i}#judge", messages=({"role": "user", "content": f"judge {i}"},),
+                      params=SamplingParams(max_tokens=8)) for i in range(n)]
+
+
+def test_cached_rejudge_makes_zero_backend_calls(store):
+    fake = FakeBackend(respond=lambda r, i: "Rating: [[7]]")
+    j1 = _judge(store, fake)
+    r1 = j1.run(_calls(5), "v1")
+    assert [r.text for r in r1] == ["Rating: [[7]]"] * 5
+    assert fake.generated == 5 and j1.stats.backend_calls == 5
+    fresh = FakeBackend(respond=lambda r, i: "never")
+    j2 = _judge(store, fresh)
+    r2 = j2.run(_calls(5), "v1")
+    assert fresh.generated == 0 and j2.backend.backend is None  # no engine was even built
+    assert all(r.cached for r in r2) and [r.text for r in r2] == [r.text for r in r1]
+    assert j2.stats.cached == 5 and j2.stats.cached_completion_tokens == 5 * 2
+    # a new prompt version is a different judgment
+    j3 = _judge(store, FakeBackend(respond=lambda r, i: "Rating: [[3]]"))
+    assert j3.run(_calls(1), "v2")[0].text == "Rating: [[3]]"
+
+
+def test_interrupted_judging_resumes(store):
+    crashing = FakeBackend(respond=lambda r, i: "[[A=B]]", crash_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        _judge(store, crashing).run(_calls(6), "v1")
+    resumed = FakeBackend(respond=lambda r, i: "[[A=B]]")
+    out = _judge(store, resumed).run(_calls(6), "v1")
+    assert resumed.generated == 3  # only the three that had not finished
+    assert sum(r.cached for r in out) == 3
+
+
+def test_judge_errors_are_recorded_and_retried(store):
+    failing = FakeBackend(respond=lambda r, i: "[[B>A]]", fail_ids={"b/1#judge"})
+    j = _judge(store, failing)
+    out = j.run(_calls(3), "v1")
+    assert out[1].error and out[1].text is None and j.stats.errors == 1
+    assert out[0].text == "[[B>A]]"
+    # the error row is stored but never served as a hit: the next run asks again
+    again = FakeBackend(respond=lambda r, i: "[[B>A]]")
+    out2 = _judge(store, again).run(_calls(3), "v1")
+    assert again.generated == 1 and out2[1].text == "[[B>A]]"
+
+
+def test_unreachable_judge_becomes_errors_not_verdicts(store):
+    from harness.errors import BackendError
+
+    def boom():
+        raise BackendError("server unreachable at http://127.0.0.1:9/v1 after 5 tries")
+
+    j = Judge(model=_Model(), store=store, backend=LazyBackend(boom))
+    out = j.run(_calls(2), "v1")
+    assert all(r.error and "unreachable" in r.error for r in out) and j.stats.errors == 2
+
+
+def test_missing_judge_is_a_usage_error(store):
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError, match="--judge"):
+        get_judge(Context(store=store), None, "arena-hard", "gpt-4-1106-preview")
+
+
+def test_judge_info_flags_non_published_judge(store):
+    j = _judge(store, FakeBackend())
+    info = judge_info(j, "v1", "gpt-4-1106-preview", j.stats)
+    assert info["comparable"] is False and "NOT comparable" in info["warning"]
+    assert info["model_id"] == "fake-judge" and info["prompt_version"] == "v1"
+
+
+# ---- cost ledger -------------------------------------------------------------------------------
+def test_cost_ledger(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("gpt-4-1106-preview: {input: 10, output: 30}\n")
+    results = {"benchmarks": {
+        "arena-hard": {"judge": {"model": "openai:gpt-4-1106-preview@http://x/v1", "model_id": "gpt-4-1106-preview",
+                                 "comparable": True, "calls": 10, "cached": 4, "backend_calls": 6, "errors": 0,
+                                 "prompt_tokens": 1_000_000, "completion_tokens": 100_000}},
+        "mt-bench": {"judge": {"model": "smollm2-135m-instruct", "model_id": "smollm2-135m-instruct",
+                               "comparable": False, "calls": 2, "backend_calls": 2, "prompt_tokens": 10,
+                               "completion_tokens": 5}},
+        "gsm8k": {"metrics": {}}}}
+    rows = cost_ledger(results, load_prices(prices))
+    assert [r["benchmark"] for r in rows] == ["arena-hard", "mt-bench", "total"]
+    assert rows[0]["cost_usd"] == pytest.approx(10 + 3)
+    assert rows[1]["cost_usd"] is None  # unknown price: unknown cost, never zero
+    assert rows[2]["cost_usd"] is None and rows[2]["calls"] == 12 and rows[2]["comparable"] is False
+
+
+def test_bad_price_table_names_the_problem(tmp_path):
+    from harness.errors import UsageError
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text("gpt-4: 10\n")
+    with pytest.raises(UsageError, match="gpt-4"):
+        load_prices(bad)
+    with pytest.raises(UsageError, match="does not exist"):
+        load_prices(tmp_path / "nope.yaml")
