@@ -12,6 +12,8 @@ BENCHMARKS = Registry(
         "math500": "harness.benchmarks.math500:MATH500",
         "aime24": "harness.benchmarks.aime:AIME24",
         "aime25": "harness.benchmarks.aime:AIME25",
+        "humaneval": "harness.benchmarks.humaneval:HumanEval",
+        "livecodebench": "harness.benchmarks.livecodebench:LiveCodeBench",
         "alpaca-eval-2": "harness.benchmarks.alpaca_eval:AlpacaEval2",
         "arena-hard": "harness.benchmarks.arena_hard:ArenaHard",
         "mt-bench": "harness.benchmarks.mt_bench:MTBench",

