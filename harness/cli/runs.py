@@ -76,4 +76,13 @@ def cmd_show(args) -> int:
     p = res["provenance"]
     console.print(f"git {p.get('git_sha')} · seed {p.get('seed')} · {res['backend']['name']} · "
                   f"template {res['model'].get('template_hash')} · {p.get('created_at')}")
+    # Judged benchmarks: who judged and what it cost (prices from $HARNESS_PRICES, optional).
+    from harness.judges.cost import cost_ledger, ledger_table, load_prices
+
+    ledger = cost_ledger(res, load_prices())
+    if ledger:
+        console.print(ledger_table(ledger))
+        for name, b in res["benchmarks"].items():
+            if (b.get("judge") or {}).get("warning"):
+                console.print(f"[bold yellow]{name}:[/] {b['judge']['warning']}")
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,9 +65,14 @@ class JudgeStats:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0  # tokens of the reused calls (what they cost when first made)
     cached_completion_tokens: int = 0
+    seconds: float = 0.0  # wall time generating judgments (engine start excluded)
+    start_seconds: float = 0.0  # wall time building the backend (engine start)
 
-    def to_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["seconds"], d["start_seconds"] = round(self.seconds, 3), round(self.start_seconds, 3)
+        d["judgments_per_s"] = round(self.backend_calls / self.seconds, 3) if self.seconds else None
+        return d
 
 
 @dataclass
@@ -127,8 +133,12 @@ class Judge:
 
         log.info("judge %s: %d calls, %d cached, %d to make", self.model.name, len(calls),
                  len(calls) - sum(len(p) for p in todo.values()), len(reqs))
+        t0 = time.perf_counter()
         try:
-            self.backend.get().generate(reqs, on_result=on_result)
+            backend = self.backend.get()
+            self.stats.start_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            backend.generate(reqs, on_result=on_result)
         except HarnessError as e:
             # Endpoint down after the backend's own bounded retries, engine that cannot start:
             # every unfinished call becomes a recorded judge error, never a verdict.
@@ -136,6 +146,8 @@ class Judge:
             for j, k in enumerate(todo_keys):
                 if out[todo[k][0]] is None:
                     on_result(j, Completion(texts=[], finish_reasons=[], error=f"{type(e).__name__}: {e}"))
+        finally:
+            self.stats.seconds += time.perf_counter() - t0
         return out  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -74,3 +74,19 @@ def cost_ledger(results: dict[str, Any], prices: dict[str, dict[str, float]] | N
         total["cost_usd"] = sum(costs) if all(c is not None for c in costs) else None
         rows.append(total)
     return rows
+
+
+def ledger_table(rows: list[dict[str, Any]]):
+    """The ledger as a rich Table (the CLI prints it)."""
+    from rich.table import Table
+
+    t = Table(title="judge cost ledger (tokens of calls made in this run; cached calls are free)")
+    for c in ("benchmark", "judge", "comparable", "calls", "cached", "made", "errors", "prompt tok", "completion tok",
+              "cost USD"):
+        t.add_column(c)
+    for r in rows:
+        cost = "unknown" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
+        t.add_row(r["benchmark"], r["judge"] or "", "yes" if r["comparable"] else "NO", str(r["calls"]),
+                  str(r["cached"]), str(r["backend_calls"]), str(r["errors"]), str(r["prompt_tokens"]),
+                  str(r["completion_tokens"]), cost)
+    return t
