@@ -196,6 +196,10 @@ class Store:
         an error must be retried next time, never replayed as an answer."""
         if completion.error is not None:
             return
+        if len(completion.texts) != len(keys):  # a partial result is not a cache entry
+            log.warning("request %s returned %d of %d samples; not cached", request.id,
+                        len(completion.texts), len(keys))
+            return
         now = time.time()
         rows = []
         for i, key in enumerate(keys):

