@@ -209,12 +209,15 @@ def main(job_path):
 
     for i in range(len(inputs)):
         try:
+            # A program's open(0) closes fd 0 when collected, so the next os.open may *be* fd 0 or 1.
             fd_in = os.open(f"in/{i}", os.O_RDONLY | os.O_NOFOLLOW)
-            os.dup2(fd_in, 0)
-            os.close(fd_in)
+            if fd_in != 0:
+                os.dup2(fd_in, 0)
+                os.close(fd_in)
             fd_out = os.open(f"out/{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            os.dup2(fd_out, 1)
-            os.close(fd_out)
+            if fd_out != 1:
+                os.dup2(fd_out, 1)
+                os.close(fd_out)
             sys.stdin = open(0, encoding="utf-8", closefd=False)
             sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
             t0 = _monotonic()
@@ -286,6 +289,7 @@ def zygote(uid):
             try:
                 os.setsid()
                 os.chdir(req["dir"])
+                os.environ["HOME"] = os.environ["TMPDIR"] = req["dir"]  # the program's own dir
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(os.open(".stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)

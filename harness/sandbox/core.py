@@ -255,7 +255,7 @@ def speed_factor() -> float:
             _reference_workload()
             best = min(best, time.perf_counter() - t0)
         _speed = max(1.0, round(best / REFERENCE_S, 2))
-        log.info("sandbox: machine speed factor %.2f (reference workload %.3fs)", _speed, best)
+        log.debug("sandbox: machine speed factor %.2f (reference workload %.3fs)", _speed, best)
     return _speed
 
 
