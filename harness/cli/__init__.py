@@ -14,7 +14,7 @@ import sys
 
 from harness.errors import HarnessError
 
-COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard"]
+COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard", "fuse"]
 
 
 def common_parent() -> argparse.ArgumentParser:
