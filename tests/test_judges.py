@@ -213,6 +213,7 @@ def test_cost_ledger(tmp_path):
     rows = cost_ledger(results, load_prices(prices))
     assert [r["benchmark"] for r in rows] == ["arena-hard", "mt-bench", "total"]
     assert rows[0]["cost_usd"] == pytest.approx(10 + 3)
+    assert rows[0]["total_cost_usd"] == pytest.approx(10 + 3)  # no cached tokens recorded here
     assert rows[1]["cost_usd"] is None  # unknown price: unknown cost, never zero
     assert rows[2]["cost_usd"] is None and rows[2]["calls"] == 12 and rows[2]["comparable"] is False
 

@@ -57,36 +57,45 @@ def cost_ledger(results: dict[str, Any], prices: dict[str, dict[str, float]] | N
         if not isinstance(j, dict):
             continue
         price = prices.get(j.get("model_id")) or prices.get(j.get("model"))
-        cost = None
+        cost = total_cost = None
+        pt, ct = j.get("prompt_tokens", 0), j.get("completion_tokens", 0)
+        cpt, cct = j.get("cached_prompt_tokens", 0), j.get("cached_completion_tokens", 0)
         if price is not None:
-            cost = (j.get("prompt_tokens", 0) * price["input"] + j.get("completion_tokens", 0) * price["output"]) / 1e6
+            cost = (pt * price["input"] + ct * price["output"]) / 1e6
+            total_cost = cost + (cpt * price["input"] + cct * price["output"]) / 1e6
         rows.append({"benchmark": name, "judge": j.get("model_id"), "comparable": bool(j.get("comparable")),
                      "prompt_version": j.get("prompt_version"), "calls": j.get("calls", 0),
                      "cached": j.get("cached", 0), "backend_calls": j.get("backend_calls", 0),
-                     "errors": j.get("errors", 0), "prompt_tokens": j.get("prompt_tokens", 0),
-                     "completion_tokens": j.get("completion_tokens", 0), "cost_usd": cost})
+                     "errors": j.get("errors", 0), "prompt_tokens": pt,
+                     "completion_tokens": ct, "cached_prompt_tokens": cpt, "cached_completion_tokens": cct,
+                     "cost_usd": cost, "total_cost_usd": total_cost})
     if len(rows) > 1:
         total: dict[str, Any] = {"benchmark": "total", "judge": "", "comparable": all(r["comparable"] for r in rows),
                                  "prompt_version": ""}
-        for k in ("calls", "cached", "backend_calls", "errors", "prompt_tokens", "completion_tokens"):
+        for k in ("calls", "cached", "backend_calls", "errors", "prompt_tokens", "completion_tokens",
+                  "cached_prompt_tokens", "cached_completion_tokens"):
             total[k] = sum(r[k] for r in rows)
-        costs = [r["cost_usd"] for r in rows]
-        total["cost_usd"] = sum(costs) if all(c is not None for c in costs) else None
+        for k in ("cost_usd", "total_cost_usd"):
+            costs = [r[k] for r in rows]
+            total[k] = sum(costs) if all(c is not None for c in costs) else None
         rows.append(total)
     return rows
 
 
 def ledger_table(rows: list[dict[str, Any]]):
-    """The ledger as a rich Table (the CLI prints it)."""
+    """The ledger as a compact rich Table (the CLI prints it)."""
     from rich.table import Table
 
-    t = Table(title="judge cost ledger (tokens of calls made in this run; cached calls are free)")
-    for c in ("benchmark", "judge", "comparable", "calls", "cached", "made", "errors", "prompt tok", "completion tok",
-              "cost USD"):
+    def usd(v):
+        return "?" if v is None else f"{v:.4f}"
+
+    t = Table(title="judge cost ledger (made = calls sent in this run; cached = reused, free now)")
+    for c in ("benchmark", "judge", "comparable", "made/cached/errors", "tokens in/out (made)",
+              "tokens in/out (cached)", "USD run", "USD total"):
         t.add_column(c)
     for r in rows:
-        cost = "unknown" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
-        t.add_row(r["benchmark"], r["judge"] or "", "yes" if r["comparable"] else "NO", str(r["calls"]),
-                  str(r["cached"]), str(r["backend_calls"]), str(r["errors"]), str(r["prompt_tokens"]),
-                  str(r["completion_tokens"]), cost)
+        t.add_row(r["benchmark"], r["judge"] or "", "yes" if r["comparable"] else "NO",
+                  f"{r['backend_calls']}/{r['cached']}/{r['errors']}", f"{r['prompt_tokens']}/{r['completion_tokens']}",
+                  f"{r['cached_prompt_tokens']}/{r['cached_completion_tokens']}", usd(r["cost_usd"]),
+                  usd(r["total_cost_usd"]))
     return t
