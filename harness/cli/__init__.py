@@ -14,7 +14,7 @@ import sys
 
 from harness.errors import HarnessError
 
-COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard", "fuse"]
+COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard", "fuse", "train"]
 
 
 def common_parent() -> argparse.ArgumentParser:

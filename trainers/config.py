@@ -1,0 +1,117 @@
+"""Typed training configuration (DESIGN.md §8.4): YAML is data, validated on load.
+
+Unknown keys are errors that name the key and the valid ones, because a misspelt
+`learning_rte` silently falling back to a default wastes a training run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import UsageError, did_you_mean
+from trainers.losses import METHODS
+
+# Defaults per method from the official code (DESIGN.md §6): used when the config leaves beta/lr unset.
+METHOD_DEFAULTS: dict[str, dict[str, float]] = {
+    "sft": {"learning_rate": 1e-5},
+    "dpo": {"beta": 0.1, "learning_rate": 5e-7},
+    "dpo_norm": {"beta": 10.0, "learning_rate": 8e-7},  # FuseChat-3.0 Llama-3.1-8B setting
+    "ipo": {"beta": 0.1, "learning_rate": 5e-7},
+    "simpo": {"beta": 2.0, "learning_rate": 5e-7},
+    "wrpo": {"beta": 0.01, "learning_rate": 3e-7},  # WRPO official: β 0.01, lr 3e-7, α_max 0.1
+}
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["sft", "dpo", "dpo_norm", "ipo", "simpo", "wrpo"]
+    model: str = Field(description="policy start: alias, store candidate, local dir or hub id")
+    ref_model: str | None = Field(None, description="reference model (default: `model`, i.e. the SFT checkpoint)")
+    data: str = Field(description="JSONL file, or hf:<dataset>[:<split>]")
+    data_limit: int | None = Field(None, ge=1, description="use only the first N rows")
+    output_dir: str
+    name: str | None = Field(None, description="candidate name in the store (default: output dir name)")
+
+    max_length: int = Field(1024, ge=8, description="prompt + response tokens; responses are cut at the end")
+    max_prompt_length: int = Field(512, ge=1, description="rows whose prompt is longer are dropped")
+
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    batch_size: int = Field(2, ge=1, description="rows per micro-batch per device")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 42
+
+    beta: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    alpha_max: float = Field(0.1, ge=0, le=1, description="WRPO: final weight of the source response")
+    alpha_schedule: Literal["linear", "constant"] = "linear"
+    simpo_gamma_beta_ratio: float = 0.5
+
+    precompute_ref: bool = Field(True, description="reference log-probs once per dataset (cached beside the data)")
+    ref_batch_size: int = Field(8, ge=1)
+    bf16: Literal["auto", True, False] = "auto"
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N optimizer steps (default: end only)")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON (trainers/deepspeed/zero2.json, zero3.json)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.method == "sft" and self.ref_model:
+            raise ValueError("ref_model is meaningless for method sft; remove it")
+        return self
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else METHOD_DEFAULTS[self.method]["learning_rate"]
+
+    @property
+    def beta_value(self) -> float:
+        return self.beta if self.beta is not None else METHOD_DEFAULTS[self.method].get("beta", 0.0)
+
+    @property
+    def candidate_name(self) -> str:
+        return self.name or Path(self.output_dir).name
+
+
+def load_config(path: str | None, method: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Read a recipe YAML, apply CLI overrides (KEY=VALUE, YAML-typed), validate."""
+    raw: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise UsageError(f"config {path!r} does not exist; recipes live in trainers/recipes/*.yaml")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"config {path!r} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise UsageError(f"config {path!r} must be a mapping of keys to values, got {type(raw).__name__}")
+    raw = {**raw, **overrides}
+    if method is not None:
+        if raw.get("method") not in (None, method):
+            raise UsageError(f"config {path!r} is for method {raw['method']!r} but you ran `harness train {method}`; "
+                             f"run `harness train {raw['method']}` or set method: {method}")
+        raw["method"] = method
+    valid = list(TrainConfig.model_fields)
+    for key in raw:
+        if key not in valid:
+            raise did_you_mean("config key", key, valid)
+    if raw.get("method") not in METHODS:
+        raise did_you_mean("training method", str(raw.get("method")), METHODS)
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']} (got {err.get('input')!r})"
+                         for err in e.errors())
+        raise UsageError(f"invalid training config {path or ''}: {msgs}") from e

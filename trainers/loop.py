@@ -1,0 +1,370 @@
+"""The one training loop for SFT and every preference loss (DESIGN.md §3, §6).
+
+Why a small loop of our own on `accelerate` instead of transformers' Trainer: the methods
+differ only in the loss, the collated response kinds and the α schedule; a Trainer
+subclass would need a custom collator, a custom `compute_loss`, a callback for α, a
+sampler override to keep the cached reference log-probs aligned with shuffled rows, and a
+logging hook for per-kind rewards, i.e. most of a loop, spread over overrides of a large
+and fast-moving API. `accelerate` gives the parts that are genuinely hard (DDP, DeepSpeed
+ZeRO-2/3, mixed precision, gradient accumulation, checkpoint state incl. RNGs) through
+its small stable API, and the same script runs under `accelerate launch` / `deepspeed`.
+
+What one optimizer step does: a micro-batch of B rows becomes one forward over K·B
+sequences (K response kinds, as the official `concatenated_forward`); summed response
+log-probs go to the loss in `trainers.losses`; reference log-probs come from the
+per-dataset cache (`trainers.reference`) unless `precompute_ref: false`, which runs the
+reference every step like the official code (kept for the throughput comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import UsageError
+from trainers.config import TrainConfig
+from trainers.data import DataReport, Example, collate, load_raw, tokenize_rows, tokenized_hash
+from trainers.losses import KINDS, data_format, needs_reference, preference_loss, sequence_logps, wrpo_alpha
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    candidate: str | None
+    steps: int
+    report: DataReport
+    metrics_file: Path
+    first_metrics: dict[str, Any] | None
+    last_metrics: dict[str, Any] | None
+    seconds: float
+    ref_cache: str | None = None
+    ref_cache_hit: bool | None = None
+
+
+def prepare_output_dir(out: Path, overwrite: bool, resume: bool) -> Path | None:
+    """Refuse to clobber a finished or running directory unless told; return the checkpoint to resume."""
+    if resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            raise UsageError(f"--resume: no checkpoint under {out}/checkpoints; start without --resume "
+                             "(or set save_steps so runs leave checkpoints)")
+        return ckpt
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"output directory {str(out)!r} exists and is not empty; pass --overwrite to replace it, "
+                             "--resume to continue from its last checkpoint, or choose another output_dir")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((p for p in (out / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()),
+                   key=lambda p: int(p.name.split("-")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+class _EpochOrder:
+    """Indices in a per-epoch permutation seeded by (seed, epoch). Deterministic on resume
+    without depending on sampler state that accelerate may or may not checkpoint."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.perm = n, seed, list(range(n))
+
+    def set_epoch(self, epoch: int) -> None:
+        import torch
+
+        self.perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return self.perm[i]
+
+
+def _mixed_precision(setting, torch) -> str:
+    if setting is False:
+        return "no"
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if setting is True and not supported:
+        log.warning("bf16 requested but this device has no fast bf16; CPU autocast to bf16 is used (slower on "
+                    "CPUs without AMX)")
+        return "bf16"
+    return "bf16" if supported else "no"
+
+
+def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+    from harness.models import resolve_model
+
+    t_start = time.perf_counter()
+    out = Path(cfg.output_dir)
+    ds_plugin = None
+    if cfg.deepspeed:
+        if not Path(cfg.deepspeed).is_file():
+            raise UsageError(f"deepspeed config {cfg.deepspeed!r} does not exist; see trainers/deepspeed/*.json")
+        ds_plugin = DeepSpeedPlugin(hf_ds_config=cfg.deepspeed)
+    mixed = _mixed_precision(cfg.bf16, torch)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mixed,
+                              deepspeed_plugin=ds_plugin)
+    main = accelerator.is_main_process
+    resume_from = prepare_output_dir(out, overwrite, resume) if main else None
+    accelerator.wait_for_everyone()
+    if not main and resume:
+        resume_from = latest_checkpoint(out)
+    set_seed(cfg.seed)
+
+    policy = resolve_model(cfg.model, store=store)
+    if policy.kind in ("openai", "hub") or not policy.path:
+        raise UsageError(f"model {cfg.model!r} must be a local model (alias, candidate or directory) to train it")
+    tokenizer = AutoTokenizer.from_pretrained(policy.path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    fmt = data_format(cfg.method)
+    kinds = KINDS[fmt]
+
+    rows, raw_hash = load_raw(cfg.data, cfg.data_limit)
+    examples, report = tokenize_rows(rows, fmt, tokenizer, max_length=cfg.max_length,
+                                     max_prompt_length=cfg.max_prompt_length, model_name=policy.name)
+    log.info("data %s: %s", cfg.data, report.summary())
+    if main:
+        (out / "data_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    if not examples:
+        raise UsageError(f"no usable rows in {cfg.data}: {report.summary()}")
+
+    # ---- reference -----------------------------------------------------------------
+    ref_logps: dict[str, dict[str, float]] | None = None
+    ref_model = None
+    ref_info: dict[str, Any] = {}
+    cache_file, cache_hit = None, None
+    device = accelerator.device
+    if needs_reference(cfg.method):
+        ref = resolve_model(cfg.ref_model or cfg.model, store=store)
+        ref_info = {"ref_model": ref.name, "ref_fingerprint": ref.fingerprint}
+
+        def load_ref():
+            m = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32).to(device)
+            m.requires_grad_(False)
+            return m.eval()
+
+        if cfg.precompute_ref:
+            from trainers.reference import cache_path, compute_logps, load_or_compute
+
+            path = cache_path(cfg.data, ref.fingerprint, examples, kinds, mixed)
+
+            def compute():
+                m = load_ref()
+                try:
+                    return compute_logps(m, examples, kinds, pad_id, cfg.ref_batch_size, device,
+                                         autocast=accelerator.autocast, progress=progress and main)
+                finally:
+                    del m
+
+            # every rank computes or reads the same file; the main rank writes it first
+            if main:
+                ref_logps, cache_hit = load_or_compute(path, compute)
+            accelerator.wait_for_everyone()
+            if not main:
+                ref_logps, cache_hit = load_or_compute(path, compute)
+            cache_file = str(path)
+        else:
+            ref_model = load_ref()
+
+    # ---- policy, optimizer, data ----------------------------------------------------------
+    model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=torch.float32)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order = _EpochOrder(len(examples), cfg.seed)
+
+    def collate_fn(idx: list[int]):
+        batch = collate([examples[i] for i in idx], kinds, pad_id)
+        batch["idx"] = torch.tensor(idx)
+        return batch
+
+    loader = torch.utils.data.DataLoader(order, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_fn)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    updates_per_epoch = max(1, math.ceil(len(loader) / cfg.gradient_accumulation_steps))
+    total_steps = cfg.max_steps or max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    # Stepped by hand once per optimizer step (not accelerate-prepared, which would step it
+    # once per process and shorten the schedule under data parallelism).
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+
+    global_step, epoch, skip = 0, 0, 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        state = json.loads((resume_from / STATE_FILE).read_text())
+        global_step, epoch, skip = state["global_step"], state["epoch"], state["batches_in_epoch"]
+        scheduler.load_state_dict(state["scheduler"])
+        log.info("resuming from %s (step %d of %d)", resume_from, global_step, total_steps)
+
+    metrics_file = out / "metrics.jsonl"
+    first, last = None, None
+    bar = None
+    if progress and main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=global_step, desc=f"{cfg.method} {out.name}", unit="step")
+    acc: dict[str, list[float]] = defaultdict(list)
+    tokens_since, t_log = 0, time.perf_counter()
+    alpha = wrpo_alpha(global_step, total_steps, cfg.alpha_max, cfg.alpha_schedule)
+    beta = cfg.beta_value
+    model.train()
+    done = global_step >= total_steps
+    while not done:
+        order.set_epoch(epoch)
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        batches_in_epoch = skip
+        skip = 0
+        for batch in epoch_loader:
+            batches_in_epoch += 1
+            with accelerator.accumulate(model):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               use_cache=False).logits
+                logps, lens = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
+                del logits
+                if cfg.method == "sft":
+                    loss = -logps.sum() / lens.sum().clamp(min=1)  # token-mean NLL over response tokens
+                else:
+                    b = batch["idx"].shape[0]
+                    pol = dict(zip(kinds, logps.view(len(kinds), b)))
+                    length = dict(zip(kinds, lens.view(len(kinds), b)))
+                    ref_d = None
+                    if ref_logps is not None:
+                        ids = [str(i) for i in batch["idx"].tolist()]
+                        ref_d = {k: torch.tensor([ref_logps[i][k] for i in ids], device=logps.device) for k in kinds}
+                    elif ref_model is not None:
+                        with torch.no_grad(), accelerator.autocast():
+                            r_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                                 use_cache=False).logits
+                            r, _ = sequence_logps(r_logits, batch["input_ids"], batch["loss_mask"])
+                            del r_logits
+                        ref_d = dict(zip(kinds, r.view(len(kinds), b)))
+                    lo = preference_loss(cfg.method, pol, ref_d, length, beta=beta,
+                                         label_smoothing=cfg.label_smoothing, alpha=alpha,
+                                         gamma_beta_ratio=cfg.simpo_gamma_beta_ratio)
+                    loss = lo.losses.mean()
+                    for k, v in lo.rewards.items():
+                        acc[f"rewards/{k}"].append(v.mean().item())
+                    for k, v in pol.items():
+                        acc[f"logps/{k}"].append(v.detach().mean().item())
+                    acc["margins"].append(lo.margins.mean().item())
+                    acc["accuracies"].append((lo.margins > 0).float().mean().item())
+                    if cfg.method == "wrpo":
+                        acc["accuracies/y_wt_vs_y_l"].append((lo.rewards["y_wt"] > lo.rewards["y_l"]).float()
+                                                             .mean().item())
+                acc["loss"].append(loss.item())
+                tokens_since += int(batch["attention_mask"].sum().item())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    gn = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    if gn is not None:
+                        acc["grad_norm"].append(float(gn))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            global_step += 1
+            if global_step % cfg.logging_steps == 0 or global_step == total_steps:
+                now = time.perf_counter()
+                rec = {"step": global_step, "epoch": round(epoch + batches_in_epoch / max(1, len(loader)), 4),
+                       "lr": scheduler.get_last_lr()[0], **{k: sum(v) / len(v) for k, v in acc.items()},
+                       "tokens_per_s": tokens_since / max(now - t_log, 1e-9)}
+                if cfg.method == "wrpo":
+                    rec["alpha"] = alpha
+                acc.clear()
+                tokens_since, t_log = 0, now
+                if main:
+                    with metrics_file.open("a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                first = first or rec
+                last = rec
+                if bar is not None:
+                    bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("loss", "margins") if k in rec})
+            if bar is not None:
+                bar.update(1)
+            alpha = wrpo_alpha(global_step, total_steps, cfg.alpha_max, cfg.alpha_schedule)
+            if cfg.save_steps and global_step % cfg.save_steps == 0 and global_step < total_steps:
+                _save_checkpoint(accelerator, out, global_step, epoch, batches_in_epoch, scheduler)
+            if global_step >= total_steps:
+                done = True
+                break
+        else:
+            epoch += 1
+    if bar is not None:
+        bar.close()
+
+    # ---- final model: a plain HF directory vLLM and transformers load -------------------------
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)
+    candidate = None
+    if main:
+        unwrapped.config.use_cache = True
+        unwrapped.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        src_template = Path(policy.path) / "chat_template.jinja"
+        if src_template.exists() and not (out / "chat_template.jinja").exists():
+            shutil.copy(src_template, out / "chat_template.jinja")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        info = {"method": cfg.method, "config": cfg.model_dump(), "data": cfg.data, "data_hash": raw_hash,
+                "tokenized_hash": tokenized_hash(examples), "data_report": report.to_dict(), "steps": global_step,
+                "parent_fingerprint": policy.fingerprint, "first_metrics": first, "last_metrics": last,
+                "ref_cache": cache_file, **ref_info}
+        (out / "train_info.json").write_text(json.dumps(info, indent=2))
+        if store is not None:
+            candidate = register_candidate(store, cfg.candidate_name, out, policy.name, info)
+    return TrainResult(output_dir=out, candidate=candidate, steps=global_step, report=report,
+                       metrics_file=metrics_file, first_metrics=first, last_metrics=last,
+                       seconds=time.perf_counter() - t_start, ref_cache=cache_file, ref_cache_hit=cache_hit)
+
+
+def _save_checkpoint(accelerator, out: Path, step: int, epoch: int, batches_in_epoch: int, scheduler) -> None:
+    """Full training state (weights, optimizer, RNGs via accelerate) plus our position in the data.
+    Only the newest checkpoint is kept: the final model is what gets registered."""
+    path = out / "checkpoints" / f"step-{step}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / STATE_FILE).write_text(json.dumps({"global_step": step, "epoch": epoch,
+                                                   "batches_in_epoch": batches_in_epoch,
+                                                   "scheduler": scheduler.state_dict()}))
+        for old in (out / "checkpoints").glob("step-*"):
+            if old != path:
+                shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint %s", path)
+
+
+def register_candidate(store, name: str, out: Path, parent: str, info: dict[str, Any]) -> str:
+    from harness.models import directory_fingerprint, read_chat_template, template_hash
+    from harness.store import ModelRecord
+
+    store.register_model(ModelRecord(name=name, fingerprint=directory_fingerprint(out), kind="candidate",
+                                     path=str(out.resolve()), template_hash=template_hash(read_chat_template(out)),
+                                     parent=parent, info=info))
+    log.info("registered candidate %r (parent %r) -> %s", name, parent, out)
+    return name
+
+
+__all__ = ["train", "TrainResult", "Example"]
