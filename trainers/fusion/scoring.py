@@ -121,7 +121,7 @@ class RewardModel:
 
         path = self.model.path
         self._tok = AutoTokenizer.from_pretrained(path)
-        self._net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, torch_dtype=torch.float32)
+        self._net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
         self._net.eval()
         if self._net.config.pad_token_id is None:
             self._net.config.pad_token_id = self._tok.pad_token_id if self._tok.pad_token_id is not None \
