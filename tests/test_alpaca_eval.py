@@ -142,3 +142,36 @@ def test_argmax_fallback_is_flagged_and_errors_counted(data_dir, store):
     assert len(errored) == 1 and math.isnan(errored[0]["score"]) and errored[0]["preference"] is None
     assert all(s["preference"] == 2.0 for s in scores if "judge_error" not in s)
     assert metrics["win_rate"]["n"] == 5  # the error is neither a win, a loss nor a tie
+
+
+@pytest.mark.parametrize("model", ["gemma-7b-it", "gpt-3.5-turbo-1106"])
+def test_parser_and_switch_reproduce_published_preferences(data_dir, model):
+    """Re-parse GPT-4-turbo's raw logprobs stored in the published annotations with our
+    parser and order switch: every per-item preference must come out as published."""
+    from harness.benchmarks.alpaca_eval import is_switched
+    from harness.judges.parsers import alpaca_logprob_preference
+
+    rows = json.loads(_annotations(data_dir, model).read_text())
+    checked = 0
+    for r in rows:
+        raw = r.get("raw_completion")
+        if not isinstance(raw, dict):
+            continue  # a few rows upstream were annotated without stored logprobs
+        tok = raw["logprobs"]["content"][0]
+        lp = [{"token": tok["token"], "logprob": tok["logprob"],
+               "top": {t["token"]: t["logprob"] for t in tok["top_logprobs"]}}]
+        pref = alpaca_logprob_preference(lp)
+        if is_switched(r["instruction"]):
+            pref = 3 - pref
+        assert pref == pytest.approx(float(r["preference"]), abs=1e-6), r["instruction"][:60]
+        checked += 1
+    assert checked >= 800
+
+
+def test_load_aligns_references(data_dir):
+    from harness.benchmarks.alpaca_eval import AlpacaEval2
+    from harness.benchmarks.base import Context
+
+    exs = AlpacaEval2(ctx=Context(data_dir=data_dir)).load()
+    refs = json.loads((data_dir / "alpaca_eval" / "results" / "gpt4_1106_preview" / "model_outputs.json").read_text())
+    assert len(exs) == 805 and [e.data["reference"] for e in exs] == [r["output"] for r in refs]

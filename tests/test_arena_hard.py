@@ -131,3 +131,18 @@ def test_item_score_from_both_games(data_dir, store):
     assert m["score"]["value"] == 100.0 and m["judge_errors"]["value"] == 0
     assert b.provenance()["answers_from"] == "gpt-4-0613"
     assert not math.isnan(scores[0]["score"])
+
+
+def test_versions_and_bad_options(data_dir):
+    from harness.benchmarks.arena_hard import ArenaHard
+    from harness.benchmarks.base import Context
+    from harness.errors import DataNotFoundError, UsageError
+
+    v1 = ArenaHard(ctx=Context(data_dir=data_dir)).load()
+    assert len(v1) == 500 and all(e.data["baseline"] for e in v1)
+    v2 = ArenaHard(ctx=Context(data_dir=data_dir), options={"version": "v2.0"}).load()
+    assert len(v2) == 500 and {e.data["category"] for e in v2} == {"hard_prompt"}
+    with pytest.raises(UsageError, match="v0.1, v2.0"):
+        ArenaHard(ctx=Context(data_dir=data_dir), options={"version": "v3"}).load()
+    with pytest.raises(DataNotFoundError, match="gpt-4-0613"):  # lists what is shipped
+        ArenaHard(ctx=Context(data_dir=data_dir), options={"answers": "gpt-5"}).load()

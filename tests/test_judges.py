@@ -110,7 +110,8 @@ def test_alpaca_switch_matches_upstream_processor():
     from harness.benchmarks.alpaca_eval import is_switched
 
     instr = [f"instruction {i}" for i in range(40)]
-    proc = RandomSwitchTwoColumnsProcessor(two_columns_to_switch=["output_1", "output_2"],
+    # seed=0: what PairwiseAnnotator hands its processors (its own default seed)
+    proc = RandomSwitchTwoColumnsProcessor(two_columns_to_switch=["output_1", "output_2"], seed=0,
                                            random_seed_columns=["instruction"], _switch_column="is_switched_outputs")
     df = proc.preprocess(pd.DataFrame({"instruction": instr, "output_1": ["a"] * 40, "output_2": ["b"] * 40}))
     assert list(df["is_switched_outputs"]) == [is_switched(i) for i in instr]

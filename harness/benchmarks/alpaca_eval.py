@@ -10,7 +10,7 @@ Judge: the `weighted_alpaca_eval_gpt4_turbo` annotator: its prompt (alpaca_eval_
 split into system + user messages as alpaca_eval does), max_tokens 1, temperature 1,
 top-5 logprobs; preference = 2 - P(m)/(P(m)+P(M)) from the first token's logprobs, with
 the reference as output_1 and the model as output_2, their order switched per item by
-upstream's seeded coin (seed "is_switched_outputs" + instruction + "123"), and switched
+upstream's seeded coin (seed "is_switched_outputs" + instruction + "0"), and switched
 preferences mapped back by 3 - x. A backend without logprobs falls back to the argmax
 label (preference 1 or 2); such items are counted in `argmax_fallback` and the result is
 flagged. Published judge: gpt-4-1106-preview.
@@ -49,7 +49,7 @@ PROMPT_VERSION = "alpaca_eval_clf_gpt4_turbo@0.6.6"
 PUBLISHED_JUDGE = "gpt-4-1106-preview"
 REFERENCE_GENERATOR = "gpt4_1106_preview"
 SWITCH_COLUMN = "is_switched_outputs"
-SWITCH_SEED = 123  # alpaca_eval BaseProcessor default
+SWITCH_SEED = 0  # PairwiseAnnotator passes its seed (default 0) to the processor, not BaseProcessor's 123
 
 # alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt (v0.6.6),
 # already split into chat messages the way alpaca_eval.utils.prompt_to_chatml does.
