@@ -146,3 +146,34 @@ def test_versions_and_bad_options(data_dir):
         ArenaHard(ctx=Context(data_dir=data_dir), options={"version": "v3"}).load()
     with pytest.raises(DataNotFoundError, match="gpt-4-0613"):  # lists what is shipped
         ArenaHard(ctx=Context(data_dir=data_dir), options={"answers": "gpt-5"}).load()
+
+
+def test_reply_without_label_is_continued_once(data_dir, store):
+    from harness.benchmarks.arena_hard import CONTINUE, ArenaHard
+    from harness.benchmarks.base import Context
+    from harness.judges import Judge
+    from harness.runner import LazyBackend
+    from tests.fakes import FakeBackend
+
+    def respond(r, i):
+        if r.messages[-1]["content"] == CONTINUE:
+            return "My final verdict is [[A=B]]" if "Paris" not in r.messages[1]["content"] else "still unsure"
+        return "Both answers are long and I need more time"  # no label: upstream asks to continue
+
+    fake = FakeBackend(respond)
+    ctx = Context(data_dir=data_dir, store=store, judge="s")
+
+    class M:
+        name = kind = path = "s"
+        fingerprint, template_hash = "fp:s", None
+
+    ctx.extra["judges"] = {"s": Judge(model=M(), store=store, backend=LazyBackend(lambda: fake))}
+    b = ArenaHard(ctx=ctx, options={"answers": "gpt-4-0613"})
+    exs = b.load(limit=2)
+    exs[1].data["answer"] = "Paris"
+    scores = b.score(exs, {})
+    assert [g["score"] for g in scores[0]["games"]] == ["A=B", "A=B"]
+    assert scores[0]["games"][0]["judgment"].endswith("My final verdict is [[A=B]]")
+    assert [g["score"] for g in scores[1]["games"]] == [None, None]  # continued once, still none
+    assert b.aggregate(scores)["judge_unparseable"]["value"] == 2
+    assert fake.generated == 8  # 4 first replies + 4 continuations, no more

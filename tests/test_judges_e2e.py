@@ -29,9 +29,11 @@ def _check_judged(res, judge_name, n_items):
         head = b["metrics"][b["headline"]]
         assert "value" in head
         assert b["metrics"]["judge_errors"]["value"] == 0
-    # judge calls per benchmark: 1 per AlpacaEval item, 2 games per Arena-Hard item, 2 turns per MT-Bench item
+    # judge calls per benchmark: 1 per AlpacaEval item, 2 games per Arena-Hard item (plus one
+    # continuation per reply without a label, as upstream), 2 turns per MT-Bench item
     calls = {n: res["benchmarks"][n]["judge"]["calls"] for n in JUDGED}
-    assert calls == {"alpaca-eval-2": n_items, "arena-hard": 2 * n_items, "mt-bench": 2 * n_items}
+    assert calls["alpaca-eval-2"] == n_items and calls["mt-bench"] == 2 * n_items
+    assert 2 * n_items <= calls["arena-hard"] <= 4 * n_items
 
 
 def test_smoke_judged_with_embedded_judge_then_cached(tmp_path, data_dir):

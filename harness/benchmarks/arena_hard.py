@@ -12,7 +12,9 @@ Option `answers: <model>` judges a shipped answer file (arena_hard/<version>/mod
 Judge: upstream's system prompt (judge_utils.py OG_ARENA_HARD_PROMPT) and prompt template,
 temperature 0, max_tokens 4096 (option `judge_max_tokens`), two games per question
 (game 1: A = baseline, B = model; game 2: swapped). Verdict: the label in [[...]] (then
-[...]); several different labels or none = unparseable, counted, kept raw, left out.
+[...]); a reply with no label is continued once as upstream ("continue your judgment and
+finish by outputting a final verdict label"); several different labels, or still none =
+unparseable, counted, kept raw, left out.
 Published judge: gpt-4-1106-preview (v0.1), gpt-4.1 (v2.0).
 Metric (show_result.py, v0.1): each game is a battle against the baseline, strong verdicts
 (A>>B, B>>A) repeated 3 times, ties half a win; Bradley-Terry by logistic regression
@@ -30,6 +32,7 @@ import json
 import logging
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from harness.benchmarks.base import Benchmark, Example, take
 from harness.data import DataSource, load_rows, read_jsonl, resolve_data_dir
 from harness.errors import DataNotFoundError, UsageError
 from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
-from harness.judges.parsers import ARENA_LABELS, arena_verdict
+from harness.judges.parsers import ARENA_LABELS, arena_verdict, has_label
 from harness.types import Completion, Request, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ TEMPLATE = ("<|User Prompt|>\n{question}\n\n<|The Start of Assistant A's Answer|
             "<|The End of Assistant A's Answer|>\n\n<|The Start of Assistant B's Answer|>\n{answer_b}\n"
             "<|The End of Assistant B's Answer|>")
 PROMPT_VERSION = "arena-hard-v0.1-og@196f6b8"
+CONTINUE = "continue your judgment and finish by outputting a final verdict label"  # gen_judgment.py
 WEIGHT = 3  # show_result.py: a strong verdict counts as three battles
 VERSIONS = {
     "v0.1": {"baseline": "gpt-4-0314", "judge": "gpt-4-1106-preview", "category": None},
@@ -165,6 +169,15 @@ class ArenaHard(Benchmark):
                                        params=params))
                 where.append((item, g))
         replies = judge.run(calls, PROMPT_VERSION)
+        # Upstream (gen_judgment.py, number_of_judgment_attempts = 2): a reply with no label at
+        # all is continued once, the judge asked to finish with a verdict; an ambiguous one is not.
+        again = [i for i, r in enumerate(replies) if not r.error and not has_label(r.text)]
+        if again:
+            cont = [JudgeCall(id=calls[i].id + "-cont", params=params, messages=calls[i].messages + (
+                {"role": "assistant", "content": replies[i].text or ""}, {"role": "user", "content": CONTINUE}))
+                for i in again]
+            for i, r in zip(again, judge.run(cont, PROMPT_VERSION)):
+                replies[i] = r if r.error else replace(r, text=(replies[i].text or "") + "\n" + (r.text or ""))
         errors = unparseable = 0
         for (item, g), reply in zip(where, replies):
             game: dict[str, Any] = {"judgment": reply.text, "score": None}

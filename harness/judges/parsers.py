@@ -64,6 +64,11 @@ def arena_verdict(text: str | None) -> str | None:
     return None
 
 
+def has_label(text: str | None) -> bool:
+    """Whether a reply contains any bracketed label at all (upstream continues those without)."""
+    return bool(text) and any(p.search(text) for p in ARENA_PATTERNS)
+
+
 # ---- MT-Bench --------------------------------------------------------------------------
 # FastChat llm_judge/common.py: one_score_pattern, then the backup pattern; literal_eval.
 MT_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
