@@ -69,6 +69,17 @@ class Leaderboard:
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)
 
+    def best_source(self) -> str | None:
+        """The source with the best suite average (else the first source)."""
+        sources = [r for r in self.rows if r.entry.role == "source"]
+        if not sources:
+            return None
+        ranked = sorted((r for r in sources if r.average is not None), key=lambda r: r.average, reverse=True)
+        return (ranked[0] if ranked else sources[0]).key
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return self.spec.compare_pairs(self.best_source())
+
 
 def slugify(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "model"
@@ -217,30 +228,38 @@ def candidate_deltas(lb: Leaderboard, cand: Row) -> list[CandidateDelta]:
 
 
 # ---- item-level data for the drill-down pages ----------------------------------------------
-def item_texts(store, run: LoadedRun, bench: str) -> dict[str, dict[str, Any]]:
-    """{item_id: {"prompt": [messages], "answer": str, "extra": [(request suffix, text)]}}.
+def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
+    """{benchmark: {item_id: {"prompt": [messages], "answer": str, "extra": [(label, text)]}}}.
 
     Generations are keyed by a hash that includes the messages, so they are found by the
     run's model fingerprint and the request ids "<bench>/<item>[#suffix]" instead, keeping
-    the rows generated with this benchmark's sampling params when there are several. Falls
-    back to the run's <bench>.jsonl (answers only) when the store has no rows."""
-    out: dict[str, dict[str, Any]] = {}
+    the rows generated with the benchmark's sampling params when there are several. One
+    query per run (the generations table has no index on the fingerprint: one scan, not one
+    per benchmark). Falls back to the run's <bench>.jsonl (answers only) for the rest."""
+    out: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in run.benchmarks}
     if store is not None and run.model_fingerprint:
-        params = run.benchmarks.get(bench, {}).get("params")
-        pattern = bench.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
         rows = store._query(
             "SELECT request_id, sample_index, messages, params, text FROM generations"
-            " WHERE model_fingerprint = ? AND request_id LIKE ? ESCAPE '\\' ORDER BY created_at",
-            (run.model_fingerprint, pattern))
+            " WHERE model_fingerprint = ? ORDER BY created_at", (run.model_fingerprint,))
         by_req: dict[str, list[dict]] = {}
         for r in rows:
             by_req.setdefault(r["request_id"], []).append(r)
+        parsed: dict[str, Any] = {}  # params JSON text -> dict, parsed once
+
+        def params_of(r: dict) -> Any:
+            if r["params"] not in parsed:
+                parsed[r["params"]] = json.loads(r["params"])
+            return parsed[r["params"]]
+
         for rid, rs in by_req.items():
-            matching = [r for r in rs if params is not None and json.loads(r["params"]) == params]
-            rs = matching or rs
-            rs.sort(key=lambda r: r["sample_index"])
-            item, _, suffix = rid[len(bench) + 1:].partition("#")
-            rec = out.setdefault(item, {"prompt": None, "answer": None, "extra": []})
+            bench, _, rest = rid.partition("/")
+            if bench not in out or not rest:
+                continue
+            params = run.benchmarks[bench].get("params")
+            matching = [r for r in rs if params is not None and params_of(r) == params]
+            rs = sorted(matching or rs, key=lambda r: r["sample_index"])
+            item, _, suffix = rest.partition("#")
+            rec = out[bench].setdefault(item, {"prompt": None, "answer": None, "extra": []})
             if not suffix:
                 rec["prompt"] = json.loads(rs[0]["messages"])
                 rec["answer"] = rs[0]["text"]
@@ -248,14 +267,16 @@ def item_texts(store, run: LoadedRun, bench: str) -> dict[str, dict[str, Any]]:
             else:
                 rec["extra"] += [(f"#{suffix}" + (f" sample {r['sample_index']}" if r["sample_index"] else ""),
                                   r["text"]) for r in rs]
-    if run.out_dir is not None and (run.out_dir / f"{bench}.jsonl").exists():
-        for line in (run.out_dir / f"{bench}.jsonl").read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            rec = out.setdefault(str(row.get("id")), {"prompt": None, "answer": None, "extra": []})
-            if rec["answer"] is None:
-                rec["answer"] = row.get("completion")
+    for bench, items in out.items():
+        f = run.out_dir / f"{bench}.jsonl" if run.out_dir is not None else None
+        if f is None or not f.exists() or (items and all(r["answer"] is not None for r in items.values())):
+            continue
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rec = items.setdefault(str(row.get("id")), {"prompt": None, "answer": None, "extra": []})
+                if rec["answer"] is None:
+                    rec["answer"] = row.get("completion")
     return out
 
 

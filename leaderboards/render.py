@@ -15,7 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from leaderboards.build import Leaderboard, Row, fmt, item_texts
+from markupsafe import Markup, escape
+
+from leaderboards.build import Leaderboard, fmt, run_texts
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -74,26 +76,49 @@ def _charts(lb: Leaderboard, scale: dict[str, float]) -> list[dict[str, Any]]:
     return charts
 
 
-def _score_fields(s: dict) -> list[tuple[str, str, bool]]:
-    """A score dict's fields other than id/score, for display: (key, text, long?)."""
-    out = []
+# Item fragments are escaped once here and reused by the item page and every diff page
+# (markupsafe.escape is what Jinja2's autoescape calls); rendering them through template
+# macros per item was most of the build time for large boards.
+def _pre(text: str, cls: str = "") -> str:
+    return f'<pre{f" class={cls!r}" if cls else ""}>{escape(text)}</pre>'
+
+
+def _prompt_html(prompt) -> Markup:
+    if not prompt:
+        return Markup("<small>(prompt not stored)</small>")
+    return Markup("".join(f"<b>{escape(m.get('role', ''))}</b>{_pre(str(m.get('content', '')))}" for m in prompt))
+
+
+def _answer_html(answer, extra) -> Markup:
+    out = _pre(answer, "answer") if answer is not None else "<small>(answer not stored)</small>"
+    out += "".join(f"<details><summary>{escape(label)}</summary>{_pre(text)}</details>" for label, text in extra)
+    return Markup(out)
+
+
+def _fields_html(s: dict) -> Markup:
+    """A score dict's fields other than id/score (extracted answer, gold, verdict, judge text)."""
+    parts = []
     for k, v in s.items():
         if k in ("id", "score", "completion", "samples"):
             continue
         text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-        out.append((k, text, len(text) > 80 or "\n" in text))
-    return out
+        body = _pre(text) if len(text) > 80 or "\n" in text else str(escape(text))
+        parts.append(f"<dt>{escape(k)}</dt><dd>{body}</dd>")
+    return Markup(f"<dl>{''.join(parts)}</dl>" if parts else "")
 
 
-def _items(lb: Leaderboard, row: Row, bench: str, store) -> list[dict[str, Any]]:
-    scores = row.run.scores.get(bench, {})
-    texts = item_texts(store, row.run, bench)
+def _items(scores: dict[str, dict], texts: dict[str, dict]) -> list[dict[str, Any]]:
     items = []
     for item_id in sorted(scores, key=_natural):
         s = scores[item_id]
         t = texts.get(item_id, {})
-        items.append({"id": item_id, "score": s.get("score"), "fields": _score_fields(s),
-                      "prompt": t.get("prompt"), "answer": t.get("answer"), "extra": t.get("extra") or []})
+        score = s.get("score")
+        items.append({"id": item_id, "score": score, "score_text": fmt(score),
+                      "score_sort": "" if score is None else f"{score:.6g}",
+                      "score_cls": "score-1" if score == 1 else ("score-0" if score == 0 else ""),
+                      "has_prompt": bool(t.get("prompt")), "prompt_html": _prompt_html(t.get("prompt")),
+                      "answer_html": _answer_html(t.get("answer"), t.get("extra") or []),
+                      "fields_html": _fields_html(s)})
     return items
 
 
@@ -106,9 +131,10 @@ def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
 
     item_cache: dict[tuple[str, str], list[dict]] = {}
     for r in lb.rows:
+        texts = run_texts(store, r.run)
         for b in bench_names:
             if b in r.run.scores:
-                item_cache[(r.key, b)] = _items(lb, r, b, store)
+                item_cache[(r.key, b)] = _items(r.run.scores[b], texts.get(b, {}))
 
     page = env.get_template("items.html.j2")
     for r in lb.rows:
@@ -121,7 +147,7 @@ def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
 
     diffs = []
     diff_page = env.get_template("diff.html.j2")
-    for a_key, b_key in lb.spec.compare_pairs():
+    for a_key, b_key in lb.pairs():
         a, b = lb.row(a_key), lb.row(b_key)
         d = out_dir / "diff" / f"{a.slug}--{b.slug}"
         links = []

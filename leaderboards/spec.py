@@ -17,6 +17,7 @@
       - results: results/baseline-run/            # or a `harness run --out` dir instead of the store
         role: baseline
     compare:                                      # optional: pairs for "where they differ" pages
+                                                  # (default: each candidate vs its target and the best source)
       - [my-wrpo-candidate, google/gemma-2-27b-it]
 """
 
@@ -98,17 +99,17 @@ class LeaderboardSpec(BaseModel):
         targets = [m.key for m in self.models if m.role == "target"]
         return targets[0] if targets else None
 
-    def compare_pairs(self) -> list[tuple[str, str]]:
-        """Explicit pairs, else each candidate against its target and each source."""
+    def compare_pairs(self, best_source: str | None = None) -> list[tuple[str, str]]:
+        """Explicit pairs, else each candidate against its target and the best source (the
+        caller knows which source is best; one pair per source would multiply the pages)."""
         if self.compare:
             return list(self.compare)
         pairs = []
-        sources = [m.key for m in self.models if m.role == "source"]
         for m in self.models:
             if m.role == "candidate":
                 t = self.target_of(m)
                 pairs += [(t, m.key)] if t else []
-                pairs += [(s, m.key) for s in sources]
+                pairs += [(best_source, m.key)] if best_source else []
         return pairs
 
 
