@@ -36,7 +36,8 @@ class GenerationStats:
     generated: int = 0
     errors: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # generation only
+    engine_start_s: float = 0.0
 
 
 class LazyBackend:
@@ -87,8 +88,10 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
     groups: dict[SamplingParams, list[Request]] = {}
     for r in unique.values():
         groups.setdefault(r.params, []).append(r)
+    t_start = time.perf_counter()
     engine = backend.get()  # started before the clock: tokens/s measures generation, not start-up
     t0 = time.perf_counter()
+    stats.engine_start_s += t0 - t_start
     with _progress(progress, description, len(unique)) as advance:
         for params, reqs in groups.items():
             for start in range(0, len(reqs), CHUNK):
