@@ -313,11 +313,11 @@ def check_solutions(items: list[tuple[Any, Example, str]], timeout_s: float = TI
         n = len(tests)
         lim = Limits(wall_s=(timeout_s + 1) * n + 5, per_test_s=timeout_s)  # upstream's global timeout
         if ex.data["functional"]:
-            jobs.append(Job(mode="call", code=IMPORTS + code, inputs=[t["input"] for t in tests],
+            jobs.append(Job(mode="call", code=code, preamble=IMPORTS, inputs=[t["input"] for t in tests],
                             func_name=ex.data["func_name"], limits=lim, tag=(key, ex)))
         else:
-            jobs.append(Job(mode="stdio", code=IMPORTS + code, inputs=[t["input"] for t in tests], limits=lim,
-                            tag=(key, ex)))
+            jobs.append(Job(mode="stdio", code=code, preamble=IMPORTS, inputs=[t["input"] for t in tests],
+                            limits=lim, tag=(key, ex)))
     for r in run_many(jobs, workers=workers):
         key, ex = r.tag
         out[key] = grade(ex, r)

@@ -139,6 +139,9 @@ def main(job_path):
 
     try:
         compiled = compile(code, "<solution>", "exec")
+        # A trusted preamble (LiveCodeBench's imports) is compiled apart so that line numbers
+        # in errors are the solution's own.
+        preamble = compile(job.get("preamble") or "", "<preamble>", "exec")
     except (SyntaxError, ValueError, MemoryError) as e:
         emit(event="final", status="syntax error", error=describe(e))
         return
@@ -177,6 +180,7 @@ def main(job_path):
         ns = {"__name__": "__sandbox__", "__builtins__": builtins}
         try:
             arm()
+            exec(preamble, ns)
             exec(compiled, ns)
             disarm()
         except BaseException as e:  # noqa: B036
@@ -223,7 +227,9 @@ def main(job_path):
             t0 = _monotonic()
             arm()
             try:
-                exec(compiled, {"__name__": "__main__", "__builtins__": builtins})
+                g = {"__name__": "__main__", "__builtins__": builtins}
+                exec(preamble, g)
+                exec(compiled, g)
             except SystemExit as e:  # exit() at the end of a stdin program is normal
                 if e.code not in (None, 0):
                     raise

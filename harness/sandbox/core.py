@@ -85,6 +85,7 @@ class Job:
 
     mode: str
     code: str
+    preamble: str = ""  # trusted code run first in the program's namespace (stdio / call)
     test: str = ""  # script mode: test code defining check()
     entry_point: str | None = None  # script mode: function passed to check()
     inputs: list[str] = field(default_factory=list)  # stdio / call: one per test
@@ -300,7 +301,8 @@ def run(job: Job) -> RunResult:
 def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> None:
     """Write the job, its inputs and an output dir into `tmp`, owned by the sandbox uid."""
     lim = job.limits
-    spec = {"mode": job.mode, "code": job.code, "test": job.test, "entry_point": job.entry_point,
+    spec = {"mode": job.mode, "code": job.code, "preamble": job.preamble, "test": job.test,
+            "entry_point": job.entry_point,
             "inputs": job.inputs if job.mode == "call" else [None] * len(job.inputs),
             "func_name": job.func_name, "nonce": nonce, "drop_to": drop, "sys_path": _site_packages(),
             "per_test_timeout_s": lim.per_test_s, "block_network": mode == "none",
