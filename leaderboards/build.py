@@ -238,9 +238,12 @@ def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
     per benchmark). Falls back to the run's <bench>.jsonl (answers only) for the rest."""
     out: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in run.benchmarks}
     if store is not None and run.model_fingerprint:
+        benches = list(out)
+        # filter by benchmark in SQL: a model used for fusion data may have many more rows
         rows = store._query(
             "SELECT request_id, sample_index, messages, params, text FROM generations"
-            " WHERE model_fingerprint = ? ORDER BY created_at", (run.model_fingerprint,))
+            " WHERE model_fingerprint = ? AND substr(request_id, 1, instr(request_id, '/') - 1)"
+            f" IN ({','.join('?' * len(benches))}) ORDER BY created_at", (run.model_fingerprint, *benches))
         by_req: dict[str, list[dict]] = {}
         for r in rows:
             by_req.setdefault(r["request_id"], []).append(r)
