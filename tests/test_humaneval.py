@@ -156,6 +156,7 @@ def test_n_samples_give_mean_pass1_and_pass_at_k(problems):
     assert scores[0]["score"] == pytest.approx(0.3) and scores[0]["n_passed"] == 3
     m = bench.aggregate(scores)
     assert m["pass@1"]["value"] == pytest.approx(30.0) and m["pass@10"]["value"] == pytest.approx(100.0)
+    assert m["pass@5"]["value"] == pytest.approx(100 * pass_at_k(10, 3, 5))
     assert "pass@100" not in m
 
 

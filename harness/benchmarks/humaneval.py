@@ -16,7 +16,7 @@ indented function body is run as prompt + body, as upstream does for completions
 Execution: harness.sandbox, one program per sample: solution + tests + check(entry_point);
 timeout 3 s (upstream's) x the machine-speed factor.
 Metrics: pass@1 (mean over problems of the fraction of samples passing); unbiased pass@k for
-k in 10, 100 when n >= k; outcome counts over all samples.
+k in 5, 10, 100 and k = n when n >= k; outcome counts over all samples.
 VERSION history: 1 = first version.
 """
 
@@ -215,13 +215,14 @@ def item_score(item_id: str, per_sample: list[dict], c: Completion) -> dict:
 
 
 def aggregate_code(scores: list[dict], seed: int = 0) -> dict[str, dict]:
-    """pass@1 with CI and outcome counts; unbiased pass@k for k in 10, 100 when every item has n >= k."""
+    """pass@1 with CI and outcome counts; unbiased pass@k for k in 5, 10, 100 and k = n, whenever
+    every item has at least k samples."""
     from harness.sandbox.outcomes import outcome_counts, pass_at_k
 
     counts = outcome_counts(o for s in scores for o in s["outcomes"] or [s["outcome"]])
     out = {"pass@1": {**mean_metric([s["score"] for s in scores], seed=seed), "outcomes": counts}}
     n_min = min((s["n"] for s in scores), default=0)
-    for k in (10, 100):
-        if n_min >= k:
+    for k in sorted({5, 10, 100, n_min}):
+        if 1 < k <= n_min:
             out[f"pass@{k}"] = mean_metric([pass_at_k(s["n"], s["n_passed"], k) for s in scores], seed=seed)
     return out
