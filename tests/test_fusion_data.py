@@ -93,7 +93,7 @@ def test_pool_field_errors_name_the_fields(tmp_path):
 
 # ---- recipe errors ---------------------------------------------------------------------------
 def test_recipe_errors_are_clear(tmp_path, store):
-    base = {"output_dir": "out", "sources": [{"name": "a", "model": str(model_dir(tmp_path, "a"))}]}
+    base = {"output_dir": str(tmp_path / "out"), "sources": [{"name": "a", "model": str(model_dir(tmp_path, "a"))}]}
     p = write_recipe(tmp_path, **base, pools=[{"name": "g", "kind": "math", "builtin": "gsm8k-train", "limt": 2}])
     with pytest.raises(UsageError, match=r"pools\[0\]\.limt.*pools\[0\]\.limit"):
         load_recipe(p)
@@ -120,7 +120,7 @@ def test_recipe_errors_are_clear(tmp_path, store):
 
 # ---- the whole stage with scripted engines -------------------------------------------------------
 def _math_recipe(tmp_path, data_dir, rows=4, target=True, **extra):
-    recipe = {"output_dir": "out", "data_dir": str(data_dir),
+    recipe = {"output_dir": str(tmp_path / "out"), "data_dir": str(data_dir),
               "pools": [{"name": "gsm", "kind": "math", "builtin": "gsm8k-train", "limit": rows}],
               "sources": [{"name": "strong", "model": str(model_dir(tmp_path, "strong"))},
                           {"name": "weak", "model": str(model_dir(tmp_path, "weak"))}],
@@ -241,7 +241,7 @@ def test_contaminated_rows_are_dropped_by_default_and_kept_when_asked(tmp_path, 
     pool.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
     def run(drop: bool):
-        recipe = {"output_dir": f"out-{drop}", "pools": [{"name": "m", "kind": "math", "path": str(pool),
+        recipe = {"output_dir": str(tmp_path / f"out-{drop}"), "pools": [{"name": "m", "kind": "math", "path": str(pool),
                                                           "answer_field": "answer"}],
                   "sources": [{"name": "s", "model": str(tmp_path / "s")}], "sampling": {"n": 1},
                   "contamination": {"benchmarks": ["gsm8k", "math500"], "drop": drop}}

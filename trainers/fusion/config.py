@@ -112,7 +112,7 @@ class ContaminationSpec(_Strict):
 
 class FusionRecipe(_Strict):
     name: str = "fusion"
-    output_dir: str = Field(description="where the data files are written (relative to the recipe)")
+    output_dir: str = Field(description="where the data files are written (relative to the working directory)")
     data_dir: str | None = Field(None, description="benchmark data dir (default: --data-dir / $HARNESS_DATA_DIR)")
     pools: list[PoolSpec] = Field(min_length=1)
     sources: list[SourceSpec] = Field(min_length=1)

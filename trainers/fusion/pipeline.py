@@ -98,10 +98,11 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
 
     t_start = time.perf_counter()
     factories = backend_factories or {}
+    # output_dir and data_dir are relative to the working directory, as in the training recipes;
+    # pool files are relative to the recipe (they usually sit beside it).
     out_dir = Path(recipe.output_dir)
-    out_dir = out_dir if out_dir.is_absolute() else base / out_dir
-    if recipe.data_dir:  # the recipe's own data dir wins; relative to the recipe file
-        data_dir = Path(recipe.data_dir) if Path(recipe.data_dir).is_absolute() else base / recipe.data_dir
+    if recipe.data_dir:
+        data_dir = Path(recipe.data_dir)
     elif data_dir is None and os.environ.get("HARNESS_DATA_DIR"):
         data_dir = Path(os.environ["HARNESS_DATA_DIR"])
 
