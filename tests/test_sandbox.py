@@ -293,3 +293,29 @@ def test_speed_factor_is_measured_and_recorded():
     d = core.describe()
     assert d["speed_factor"] == f and d["isolation"] == isolation_mode()
     assert Limits(wall_s=2, per_test_s=1).scaled(2.0).wall_s == 4
+
+
+@pytest.mark.parametrize("attack", [
+    "class A:\n    def __eq__(self, o):\n        return True\n\ndef f(x):\n    return A()\n",
+    "class B(int):\n    def __eq__(self, o):\n        return True\n\ndef f(x):\n    return [B(0)][0]\n",
+    "class M(type):\n    def __getattribute__(cls, name):\n        return (int, object) if name == '__mro__' "
+    "else type.__getattribute__(cls, name)\n\nclass C(int, metaclass=M):\n    def __eq__(self, o):\n"
+    "        return True\n\ndef f(x):\n    return C(0)\n",
+    "import builtins\nclass D(int):\n    def __eq__(self, o):\n        return True\n"
+    "builtins.type = lambda x: int\nbuiltins.isinstance = lambda *a: False\n\ndef f(x):\n    return D(0)\n",
+])
+def test_results_with_a_python_defined_eq_do_not_pass(attack):
+    job = script(attack)
+    assert run(job).status == "passed"  # without the guard the fake equality passes...
+    job.c_typed_results = True
+    r = run(job)
+    assert r.status == "failed" and "plain values" in r.error, r  # ...with it, it does not
+
+
+def test_c_typed_guard_accepts_builtin_containers_and_numpy():
+    pytest.importorskip("numpy")
+    code = ("import numpy as np\ndef f(x):\n    return {'a': [np.int64(x + 1), (1.5, None)], 'b': {frozenset({1})}}\n")
+    test = "def check(candidate):\n    assert candidate(1)['a'][0] == 2\n"
+    job = script(code, test=test)
+    job.c_typed_results = True
+    assert run(job).passed

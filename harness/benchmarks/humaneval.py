@@ -135,7 +135,7 @@ def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: flo
         if program is None:
             out[key] = {"outcome": "no code found", "reason": "no code found", "first_failing_test": None}
             continue
-        jobs.append(Job(mode="script", code=program, test=test, entry_point=entry, tag=(key, test),
+        jobs.append(Job(mode="script", code=program, test=test, entry_point=entry, tag=(key, test), c_typed_results=True,
                         limits=Limits(wall_s=timeout_s + 2.0, per_test_s=timeout_s)))
     for r in run_many(jobs, workers=workers):
         key, test = r.tag

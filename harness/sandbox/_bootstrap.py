@@ -26,6 +26,7 @@ import os
 import resource
 import signal
 import sys
+import types
 
 
 class _Timeout(BaseException):
@@ -61,6 +62,50 @@ def _block_network():
             raise PermissionError(f"network access is disabled in the sandbox ({event})")
 
     sys.addaudithook(hook)
+
+
+class _NotCTyped(AssertionError):
+    pass
+
+
+def _c_typed_results(candidate, type=type, any=any, all=all, isinstance=isinstance, vars=vars,
+                     py_kinds=(types.FunctionType, classmethod, staticmethod, property),
+                     mro_of=type.__dict__["__mro__"].__get__):
+    """Wrap the function under test so that what it returns to the tests is built only from
+    types implemented in C (builtins, numpy...). A class written in Python could define
+    `__eq__` to always answer True and pass every `assert candidate(x) == y`. The builtins it
+    uses are bound when this module loads, before model code could replace them."""
+    plain = (int, float, complex, str, bytes, bool, type(None))
+    py_defined = {}
+
+    def c_type(t):
+        if t not in py_defined:
+            # A metaclass could lie about __mro__, so only plain `type` classes qualify, and the
+            # MRO is read through type's own descriptor.
+            py_defined[t] = type(t) is not type or any(
+                isinstance(v, py_kinds) for c in mro_of(t) for v in vars(c).values())
+        return not py_defined[t]
+
+    def ok(x, depth=0):
+        t = type(x)
+        if t in plain:
+            return True
+        if depth > 50 or not c_type(t):
+            return False
+        if t in (list, tuple, set, frozenset):
+            return all(ok(y, depth + 1) for y in x)
+        if t is dict:
+            return all(ok(k, depth + 1) and ok(v, depth + 1) for k, v in x.items())
+        return True
+
+    def guarded(*args, **kwargs):
+        out = candidate(*args, **kwargs)
+        if not ok(out):
+            raise _NotCTyped(f"returned a {type(out).__name__} built from classes defined in Python code; "
+                             "results must be plain values")
+        return out
+
+    return guarded
 
 
 def main(job_path):
@@ -111,7 +156,8 @@ def main(job_path):
     def disarm():
         signal.setitimer(signal.ITIMER_REAL, 0)
 
-    def classify(e):
+    # Builtins bound now: model code may replace them later, and a wrong category is misleading.
+    def classify(e, isinstance=isinstance, getattr=getattr, MemoryError=MemoryError, OSError=OSError):
         if isinstance(e, _Timeout):
             return "timeout"
         if isinstance(e, MemoryError):
@@ -122,8 +168,11 @@ def main(job_path):
             return "output limit"
         return "runtime error"
 
-    def describe(e):
-        msg = str(e)
+    def describe(e, str=str, type=type):
+        try:
+            msg = str(e)
+        except BaseException:  # noqa: B036 - a model-defined exception whose __str__ fails
+            msg = "?"
         return (type(e).__name__ + (": " + msg[:500] if msg else ""))
 
     def where(e):
@@ -166,7 +215,7 @@ def main(job_path):
                     disarm()
                     emit(event="final", status="failed", error=f"the code defines no function {entry!r}")
                     return
-                check(candidate)
+                check(_c_typed_results(candidate) if job.get("c_typed_results") else candidate)
             disarm()
         except BaseException as e:  # noqa: B036 - SystemExit before/within the tests is a failure too
             disarm()

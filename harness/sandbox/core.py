@@ -88,6 +88,7 @@ class Job:
     preamble: str = ""  # trusted code run first in the program's namespace (stdio / call)
     test: str = ""  # script mode: test code defining check()
     entry_point: str | None = None  # script mode: function passed to check()
+    c_typed_results: bool = False  # script mode: the function may only return C-implemented types
     inputs: list[str] = field(default_factory=list)  # stdio / call: one per test
     func_name: str | None = None  # call mode: Solution method
     limits: Limits = field(default_factory=Limits)
@@ -302,7 +303,7 @@ def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> Non
     """Write the job, its inputs and an output dir into `tmp`, owned by the sandbox uid."""
     lim = job.limits
     spec = {"mode": job.mode, "code": job.code, "preamble": job.preamble, "test": job.test,
-            "entry_point": job.entry_point,
+            "entry_point": job.entry_point, "c_typed_results": job.c_typed_results,
             "inputs": job.inputs if job.mode == "call" else [None] * len(job.inputs),
             "func_name": job.func_name, "nonce": nonce, "drop_to": drop, "sys_path": _site_packages(),
             "per_test_timeout_s": lim.per_test_s, "block_network": mode == "none",
