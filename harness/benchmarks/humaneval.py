@@ -192,10 +192,12 @@ class HumanEval(Benchmark):
         return aggregate_code(scores, seed=self.ctx.seed)
 
     def provenance(self) -> dict[str, Any]:
-        from harness.sandbox import describe
+        from harness.sandbox import describe, speed_factor
         from harness.sandbox.outcomes import outcome_counts
 
-        return {**super().provenance(), "sandbox": describe(),
+        timeout = float(self.options.get("timeout_s", TIMEOUT_S))
+        return {**super().provenance(), "sandbox": {**describe(), "timeout_s": timeout,
+                                                     "effective_timeout_s": round(timeout * speed_factor(), 2)},
                 "outcomes": outcome_counts(getattr(self, "_outcomes", []))}
 
 
