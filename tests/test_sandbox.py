@@ -319,3 +319,16 @@ def test_c_typed_guard_accepts_builtin_containers_and_numpy():
     job = script(code, test=test)
     job.c_typed_results = True
     assert run(job).passed
+
+
+def test_forcing_an_unknown_or_missing_mode_is_a_clear_error(monkeypatch):
+    from harness.errors import UsageError
+
+    monkeypatch.setattr(core, "_mode", None)
+    monkeypatch.setenv(core.SANDBOX_ENV, "docker")
+    with pytest.raises(UsageError, match="'docker' is not a sandbox mode; use one of bwrap, unshare, none"):
+        isolation_mode()
+    monkeypatch.setenv(core.SANDBOX_ENV, "bwrap")
+    monkeypatch.setattr(core.shutil, "which", lambda name: None)
+    with pytest.raises(UsageError, match="`bwrap` is not installed"):
+        isolation_mode()

@@ -201,6 +201,13 @@ def isolation_mode() -> str:
                 from harness.errors import UsageError
 
                 raise UsageError(f"${SANDBOX_ENV}={forced!r} is not a sandbox mode; use one of {', '.join(MODES)}")
+            tool = {"bwrap": "bwrap", "unshare": "unshare"}.get(forced)
+            if tool and shutil.which(tool) is None:
+                from harness.errors import UsageError
+
+                raise UsageError(f"${SANDBOX_ENV}={forced} but `{tool}` is not installed; install it "
+                                 f"({'apt-get install bubblewrap' if tool == 'bwrap' else 'util-linux'}) or unset "
+                                 f"${SANDBOX_ENV} to pick the strongest available mode")
             _mode = forced
             return _mode
         for mode in MODES[:-1]:
