@@ -19,18 +19,19 @@ from harness.types import Completion, Request, SamplingParams
 PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
-class GSM8K(Benchmark):
-    name = "gsm8k"
-    VERSION = "1"
+class SingleAnswerMath(Benchmark):
+    """Greedy, one sample, one gold answer per item: GSM8K and MATH-500 differ only in data."""
+
     headline = "accuracy"
     default_params = SamplingParams(temperature=0.0, max_tokens=2048)
-    source = DataSource("gsm8k/test.jsonl", hub_id="openai/gsm8k", hub_config="main", hub_split="test")
+    source: DataSource
 
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
         rows, self.dataset_revision = load_rows(self.name, self.source, self.ctx.data_dir)
-        examples = [Example(id=str(i), data={"question": r["question"], "gold": gsm8k_gold(r["answer"])})
-                    for i, r in enumerate(rows)]
-        return take(examples, limit)
+        return take([self.example(i, r) for i, r in enumerate(rows)], limit)
+
+    def example(self, index: int, row: dict) -> Example:
+        raise NotImplementedError
 
     def to_requests(self, example: Example) -> list[Request]:
         return [self.chat(example, PROMPT.format(question=example.data["question"]))]
@@ -40,6 +41,15 @@ class GSM8K(Benchmark):
 
     def aggregate(self, scores: list[dict]) -> dict[str, dict]:
         return {"accuracy": mean_metric([s["score"] for s in scores], seed=self.ctx.seed)}
+
+
+class GSM8K(SingleAnswerMath):
+    name = "gsm8k"
+    VERSION = "1"
+    source = DataSource("gsm8k/test.jsonl", hub_id="openai/gsm8k", hub_config="main", hub_split="test")
+
+    def example(self, index: int, row: dict) -> Example:
+        return Example(id=str(index), data={"question": row["question"], "gold": gsm8k_gold(row["answer"])})
 
 
 def score_math_item(example: Example, completion: Completion, gold: str) -> dict:
