@@ -123,9 +123,14 @@ def _parses(code: str) -> bool:
 
 
 def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: float = TIMEOUT_S,
-                   workers: int | None = None) -> dict[Any, dict]:
+                   workers: int | None = None, c_typed_results: bool = True) -> dict[Any, dict]:
     """Run (key, program, test, entry_point) items in the sandbox; key -> {outcome, reason,
-    first_failing_test, seconds}. A None program is 'no code found' without running anything."""
+    first_failing_test, seconds}. A None program is 'no code found' without running anything.
+
+    c_typed_results: values the entry point returns to the tests must be built from C types
+    (see _bootstrap._c_typed_results), so an always-equal object cannot pass. Turn it off for
+    tasks whose expected results are instances of Python-defined classes (Fraction, namedtuple,
+    collections.Counter)."""
     from harness.sandbox import Job, Limits, run_many
     from harness.sandbox.outcomes import outcome_of
 
@@ -135,7 +140,8 @@ def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: flo
         if program is None:
             out[key] = {"outcome": "no code found", "reason": "no code found", "first_failing_test": None}
             continue
-        jobs.append(Job(mode="script", code=program, test=test, entry_point=entry, tag=(key, test), c_typed_results=True,
+        jobs.append(Job(mode="script", code=program, test=test, entry_point=entry, tag=(key, test),
+                        c_typed_results=c_typed_results,
                         limits=Limits(wall_s=timeout_s + 2.0, per_test_s=timeout_s)))
     for r in run_many(jobs, workers=workers):
         key, test = r.tag
