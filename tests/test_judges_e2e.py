@@ -12,6 +12,7 @@ from tests.conftest import harness_cli, requires_vllm
 
 JUDGED = ("alpaca-eval-2", "arena-hard", "mt-bench")
 pytestmark = [pytest.mark.e2e, requires_vllm]
+TIMEOUT = 2400
 
 
 def _results(out_dir):
@@ -39,8 +40,10 @@ def _check_judged(res, judge_name, n_items):
 def test_smoke_judged_with_embedded_judge_then_cached(tmp_path, data_dir):
     store, out1, out2 = tmp_path / "s.sqlite", tmp_path / "out1", tmp_path / "out2"
     args = ["run", "suite", "smoke", "--benchmarks", ",".join(JUDGED), "--model", "smollm2-135m-instruct",
-            "--data-dir", str(data_dir), "--store", str(store), "--limit", "3", "--no-progress"]
-    harness_cli(*args, "--out", str(out1))
+            "--data-dir", str(data_dir), "--store", str(store), "--limit", "3", "--max-tokens", "48", "--no-progress"]
+    # two engine starts (candidate, then judge): ~3 min on an idle 2-core machine, much more
+    # when other suites share the CPU, hence the generous timeout
+    harness_cli(*args, "--out", str(out1), timeout=TIMEOUT)
     res = _results(out1)
     _check_judged(res, "smollm2-135m-instruct", 3)
     # vLLM returns logprobs, so AlpacaEval used the weighted (not argmax) preference
@@ -50,7 +53,7 @@ def test_smoke_judged_with_embedded_judge_then_cached(tmp_path, data_dir):
     rows = [json.loads(x) for x in (out1 / "arena-hard.jsonl").read_text().splitlines()]
     assert all(g["judgment"] is not None for r in rows for g in r["games"])
     # the same command again: everything from the store, no engine, zero judge calls
-    harness_cli(*args, "--out", str(out2))
+    harness_cli(*args, "--out", str(out2), timeout=TIMEOUT)
     res2 = _results(out2)
     for name in JUDGED:
         j = res2["benchmarks"][name]["judge"]
@@ -78,7 +81,7 @@ benchmarks:
 """)
         out = tmp_path / answers
         harness_cli("run", "suite", str(suite), "--model", spec, "--judge", spec, "--data-dir", str(data_dir),
-                    "--store", str(store), "--out", str(out), "--no-progress")
+                    "--store", str(store), "--out", str(out), "--no-progress", timeout=TIMEOUT)
         res = _results(out)
         _check_judged(res, spec, 2)
         assert res["benchmarks"]["arena-hard"]["answers_from"] == answers
