@@ -190,3 +190,23 @@ def test_cli_build_and_auto_suite(board, tmp_path, capsys):
     assert main(["leaderboard", "build", "--suite", "nope", "--store", str(store.path),
                  "--out", str(tmp_path / "c")]) == 2
     assert "suites with runs: math" in " ".join(capsys.readouterr().err.split())  # rich wraps lines
+
+
+def test_rows_from_run_output_directories(store, tmp_path):
+    """`results:` entries read results.json + <bench>.jsonl (answers included) instead of the store."""
+    import json
+
+    res = make_run(store, "r1", "m1", {"gsm8k": {"0": 1.0, "1": 0.0}})
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps(res))
+    (d / "gsm8k.jsonl").write_text("".join(json.dumps({"id": i, "completion": f"answer <{i}>", "score": s}) + "\n"
+                                           for i, s in (("0", 1.0), ("1", 0.0))))
+    (tmp_path / "lb.yaml").write_text("name: files\nmodels:\n  - {results: out, role: baseline, label: from-files}\n")
+    lb = build_leaderboard(load_spec(str(tmp_path / "lb.yaml")))
+    assert lb.rows[0].cells["gsm8k"] == res["benchmarks"]["gsm8k"]["metrics"]["accuracy"]
+    write_site(lb, tmp_path / "site")
+    assert "answer &lt;1&gt;" in (tmp_path / "site/items/from-files/gsm8k.html").read_text()
+    (tmp_path / "lb2.yaml").write_text("name: files\nmodels:\n  - {results: nowhere, role: baseline}\n")
+    with pytest.raises(UsageError, match="results 'nowhere' .* does not exist"):
+        build_leaderboard(load_spec(str(tmp_path / "lb2.yaml")))
