@@ -72,8 +72,9 @@ def test_config_method_mismatch_and_bad_values_are_usage_errors(tmp_path):
 def test_recipes_in_the_repo_validate():
     from trainers.config import load_config
 
-    recipes = sorted((Path(__file__).parent.parent / "trainers" / "recipes").glob("*.yaml"))
-    assert len(recipes) >= 4
+    d = Path(__file__).parent.parent / "trainers" / "recipes"
+    recipes = [d / f for f in ("gsm8k_sft_cpu.yaml", "gsm8k_wrpo_cpu.yaml", "wrpo_official.yaml",
+                               "dpo_norm_fusechat.yaml")]
     for r in recipes:
         cfg = load_config(str(r), None, {})
         assert cfg.method in ("sft", "wrpo", "dpo_norm")
@@ -221,9 +222,9 @@ def test_every_method_trains_and_lowers_its_loss(method, tiny_model_dir, tmp_pat
     else:
         rows = [{"prompt": r["prompt"], "chosen": r["y_ws"], "rejected": r["y_l"]} for r in wrpo_rows(4)]
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    res = train(cfg_for(tmp_path, tiny_model_dir, data, method=method, max_steps=6, batch_size=4,
+    res = train(cfg_for(tmp_path, tiny_model_dir, data, method=method, max_steps=3, batch_size=2, data_limit=2,
                         lr_scheduler="constant", warmup_ratio=0), None, progress=False)
-    assert res.steps == 6
+    assert res.steps == 3
     assert res.last_metrics["loss"] < res.first_metrics["loss"]
 
 
@@ -233,10 +234,10 @@ def test_existing_output_dir_is_refused_and_resume_reproduces_an_uninterrupted_r
 
     import trainers.loop as loop
 
-    data = write_jsonl(tmp_path / "w.jsonl", wrpo_rows(8))
-    full = loop.train(cfg_for(tmp_path / "full", tiny_model_dir, data, max_steps=4, lr_scheduler="linear"), None,
+    data = write_jsonl(tmp_path / "w.jsonl", wrpo_rows(6))
+    full = loop.train(cfg_for(tmp_path / "full", tiny_model_dir, data, max_steps=3, lr_scheduler="linear"), None,
                       progress=False)
-    cfg = cfg_for(tmp_path / "crash", tiny_model_dir, data, max_steps=4, save_steps=2, lr_scheduler="linear")
+    cfg = cfg_for(tmp_path / "crash", tiny_model_dir, data, max_steps=3, save_steps=2, lr_scheduler="linear")
     real_save = loop._save_checkpoint
 
     def save_then_crash(*a, **k):
@@ -250,7 +251,7 @@ def test_existing_output_dir_is_refused_and_resume_reproduces_an_uninterrupted_r
     with pytest.raises(UsageError, match="exists and is not empty; pass --overwrite"):
         loop.train(cfg, None, progress=False)
     resumed = loop.train(cfg, None, resume=True, progress=False)
-    assert resumed.steps == 4 and resumed.last_metrics["step"] == 4
+    assert resumed.steps == 3 and resumed.last_metrics["step"] == 3
     w_full = load_file(str(full.output_dir / "model.safetensors"))
     w_res = load_file(str(resumed.output_dir / "model.safetensors"))
     for k in w_full:

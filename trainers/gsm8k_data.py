@@ -71,7 +71,7 @@ def build_wrpo(rows: list[dict[str, Any]], samples: list[list[str]]) -> tuple[li
 
 
 def sample_target(rows: list[dict[str, Any]], model, store, *, n: int, temperature: float, top_p: float,
-                  max_tokens: int, seed: int, backend: str = "auto", progress: bool = True) -> list[list[str]]:
+                  max_tokens: int, seed: int | None, backend: str = "auto", progress: bool = True) -> list[list[str]]:
     """n samples per question from the target through the runner (cached in the store)."""
     from harness.backends import make_backend
     from harness.runner import LazyBackend, generate_all

@@ -127,6 +127,8 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mixed,
                               deepspeed_plugin=ds_plugin)
     main = accelerator.is_main_process
+    log.info("accelerate: %s, %d process(es), device %s, mixed precision %s", accelerator.distributed_type,
+             accelerator.num_processes, accelerator.device, mixed)
     resume_from = prepare_output_dir(out, overwrite, resume) if main else None
     accelerator.wait_for_everyone()
     if not main and resume:

@@ -13,7 +13,7 @@ harness train gsm8k-data --stage sft --offset 0 --rows "${SFT_ROWS:-16}" --out $
 harness train sft --config trainers/recipes/gsm8k_sft_cpu.yaml --store "$STORE" --overwrite --no-progress
 stamp "sft done"
 # WRPO prompts come from other train rows than the SFT rows (offset 1000).
-harness train gsm8k-data --stage wrpo --offset 1000 --rows "${WRPO_PROMPTS:-40}" --samples "${SAMPLES:-4}" \
+harness train gsm8k-data --stage wrpo --offset 1000 --rows "${WRPO_PROMPTS:-32}" --samples "${SAMPLES:-4}" \
   --max-tokens 256 --model smollm2-135m-gsm8k-sft --out $OUT --data-dir "$DATA" --store "$STORE" --no-progress
 stamp "sampling done"
 harness train wrpo --config trainers/recipes/gsm8k_wrpo_cpu.yaml --store "$STORE" --overwrite --no-progress
