@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.benchmarks import BENCHMARKS
 from harness.benchmarks.base import Benchmark, Context, Example, with_params
+from harness.errors import DataNotFoundError
 from harness.models import ResolvedModel
 from harness.store import ModelRecord, Store, generation_key
 from harness.types import Completion, Request, SamplingParams
@@ -165,6 +166,8 @@ class RunOptions:
     backend_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
     benchmarks: list[str] | None = None
+    # per-benchmark option overrides from the CLI: {benchmark: {key: value}}
+    bench_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_tokens: int | None = None
     seed: int = 0
     out: Path | None = None
@@ -174,7 +177,7 @@ class RunOptions:
     command: str | None = None
 
 
-def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchmark, int | None]]:
+def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchmark, int | None, bool]]:
     """Instantiate the suite's benchmarks with params = benchmark defaults < suite defaults
     < suite entry < CLI overrides."""
     wanted = opts.benchmarks
@@ -202,7 +205,16 @@ def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchma
         if params.seed is not None or not params.greedy:
             params = with_params(params, seed=opts.seed if params.seed is None else params.seed + opts.seed)
         limit = opts.limit if opts.limit is not None else entry.limit
-        out.append((cls(options=entry.options, ctx=ctx, params=params), limit))
+        options = {**entry.options, **opts.bench_options.get(entry.name, {})}
+        # a benchmark named explicitly on the command line is never silently skipped
+        optional = entry.optional and not (wanted and entry.name in wanted)
+        out.append((cls(options=options, ctx=ctx, params=params), limit, optional))
+    unknown = set(opts.bench_options) - {b.name for b, _, _ in out}
+    if unknown:
+        from harness.errors import UsageError
+
+        raise UsageError(f"--option names benchmark(s) not in this run: {', '.join(sorted(unknown))}; "
+                         f"the run has: {', '.join(b.name for b, _, _ in out)}")
     return out
 
 
@@ -219,8 +231,19 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     ctx = Context(data_dir=opts.data_dir, store=store, seed=opts.seed, judge=opts.judge or spec.judge)
     benches = build_benchmarks(spec, opts, ctx)
     loaded: list[tuple[Benchmark, list[Example]]] = []
-    for bench, limit in benches:
-        loaded.append((bench, bench.load(limit=limit, seed=opts.seed)))
+    skipped: dict[str, str] = {}
+    for bench, limit, optional in benches:
+        try:
+            loaded.append((bench, bench.load(limit=limit, seed=opts.seed)))
+        except DataNotFoundError as e:
+            if not optional:
+                raise
+            skipped[bench.name] = str(e)
+            log.warning("skipping optional benchmark %s: %s", bench.name, e)
+    if not loaded:
+        from harness.errors import UsageError
+
+        raise UsageError("no benchmark of the suite has data: " + "; ".join(skipped.values()))
 
     run_id = new_run_id()
     config = {"suite": spec.model_dump(), "options": {k: (str(v) if isinstance(v, Path) else v)
@@ -250,6 +273,8 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
             per_bench[bench.name] = (bench, exs, scores, bench.aggregate(scores), time.perf_counter() - t0)
         results = build_results(run_id, spec, model, backend_name, lazy, per_bench, completions, stats,
                                 opts, time.perf_counter() - t_start)
+        if skipped:
+            results["skipped"] = skipped
         out_dir = opts.out or Path("results") / run_id
         write_outputs(out_dir, results, per_bench, completions)
         results["out_dir"] = str(out_dir)

@@ -42,6 +42,9 @@ class BenchmarkEntry(GenerationOverrides):
     name: str
     limit: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    # optional: when its data is missing the run skips it with a warning (recorded in results)
+    # instead of failing. For smoke suites whose data is not available offline (LiveCodeBench).
+    optional: bool = False
 
     @field_validator("name")
     @classmethod

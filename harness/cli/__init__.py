@@ -44,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbosity: int) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.WARNING - 10 * min(verbosity + 1, 2)  # default INFO for our own messages
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False,
+                                                  rich_tracebacks=False)])  # stdout stays data
     logging.getLogger("harness").setLevel(level)
     logging.getLogger("trainers").setLevel(level)
     logging.getLogger("leaderboards").setLevel(level)

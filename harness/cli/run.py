@@ -23,11 +23,31 @@ def register(sub, parent) -> None:
     p.add_argument("--benchmarks", help="comma-separated subset of the suite's benchmarks")
     p.add_argument("--max-tokens", type=int, help="override max new tokens for every benchmark")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action="append", metavar="BENCH.KEY=VALUE",
+                   help="a benchmark option, e.g. livecodebench.release_version=release_v5")
+    p.add_argument("--start-date", help="LiveCodeBench window start (YYYY-MM-DD); = --option livecodebench.start_date=")
+    p.add_argument("--end-date", help="LiveCodeBench window end (YYYY-MM-DD); = --option livecodebench.end_date=")
     p.add_argument("--judge", help="judge model for LLM-judged benchmarks (overrides the suite's)")
     p.add_argument("--chat-template", help="Jinja chat template file for models without one")
     p.add_argument("--out", help="output directory for results.json (default results/<run id>)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_run_suite)
+
+
+def bench_options(args) -> dict[str, dict]:
+    """--option BENCH.KEY=VALUE (YAML-typed values) plus the LiveCodeBench date shortcuts."""
+    from harness.errors import UsageError
+
+    out: dict[str, dict] = {}
+    for key, value in parse_key_values(args.option, "--option").items():
+        bench, dot, opt = key.partition(".")
+        if not dot or not opt:
+            raise UsageError(f"bad --option {key!r}: expected BENCH.KEY=VALUE, e.g. livecodebench.start_date=2024-08-01")
+        out.setdefault(bench, {})[opt] = value
+    for flag, opt in ((args.start_date, "start_date"), (args.end_date, "end_date")):
+        if flag:
+            out.setdefault("livecodebench", {})[opt] = str(flag)
+    return out
 
 
 def cmd_run_suite(args) -> int:
@@ -42,6 +62,7 @@ def cmd_run_suite(args) -> int:
     store = open_store(args)
     model = resolve_model(args.model, store=store, chat_template_file=args.chat_template)
     opts = RunOptions(
+        bench_options=bench_options(args),
         backend=args.backend, backend_options=parse_key_values(args.backend_option, "--backend-option"),
         limit=args.limit, benchmarks=[b.strip() for b in args.benchmarks.split(",")] if args.benchmarks else None,
         max_tokens=args.max_tokens, seed=args.seed, out=Path(args.out) if args.out else None,
@@ -54,6 +75,11 @@ def cmd_run_suite(args) -> int:
     console.print(f"{t['generated_requests']} generated, {t['cached_requests']} cached, "
                   f"{t['failed_requests']} failed; {t['total_s']:.1f}s total"
                   + (f", {t['generated_tokens_per_s']:.0f} tok/s" if t["generated_tokens_per_s"] else ""))
+    for name, b in results["benchmarks"].items():
+        if b.get("outcomes"):  # code benchmarks: how programs ended, not only how many passed
+            console.print(f"{name} outcomes: " + ", ".join(f"{k} {v}" for k, v in b["outcomes"].items() if v))
+    for name, why in (results.get("skipped") or {}).items():
+        console.print(f"[yellow]skipped {name} (optional, no data): {why}[/]")
     console.print(f"results: {results['out_dir']}/results.json")
     if t["failed_requests"]:
         console.print(f"[yellow]{t['failed_requests']} requests failed; re-run the same command to retry them.[/]")
