@@ -94,7 +94,7 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
     t0 = time.perf_counter()
     stats.engine_start_s += t0 - t_start
     with _progress(progress, description, len(unique)) as advance:
-        for params, reqs in groups.items():
+        for reqs in groups.values():  # one backend call per params group and chunk
             for start in range(0, len(reqs), CHUNK):
                 chunk = reqs[start:start + CHUNK]
 
