@@ -33,6 +33,7 @@ def cmd_compare(args) -> int:
                      f"B {cmp.candidate.run_id} ({cmp.candidate.model})")
     if args.items == 0:
         return 0
+    from rich.markup import escape
     from rich.table import Table
 
     for g in cmp.rows:
@@ -46,7 +47,7 @@ def cmd_compare(args) -> int:
         for c in ("item", "A", "B"):
             t.add_column(c)
         for ch in shown:
-            t.add_row(ch["id"], f"{ch['score_a']:g}", f"{ch['score_b']:g}",
+            t.add_row(escape(ch["id"]), f"{ch['score_a']:g}", f"{ch['score_b']:g}",
                       style="red" if ch["score_b"] < ch["score_a"] else "green")
         console.print(t)
         if len(shown) < len(r.changed):

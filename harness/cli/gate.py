@@ -46,8 +46,10 @@ def print_table(cmp, title: str) -> None:
     for row, g in zip(table_rows(cmp), cmp.rows):
         t.add_row(*row, style=colour.get(g.status))
     console.print(t)
-    for m in cmp.mismatches:
-        console.print(f"[yellow]mismatch (allowed):[/] {m}", highlight=False)
+    from rich.markup import escape
+
+    for m in cmp.mismatches:  # params may contain brackets: never let rich read them as markup
+        console.print(f"[yellow]mismatch (allowed):[/] {escape(m)}", highlight=False)
     if cmp.only_one:
         console.print(f"not compared (run by one side only): {', '.join(cmp.only_one)}")
 

@@ -59,8 +59,10 @@ def cmd_build(args) -> int:
     lb = build_leaderboard(spec, store)
     index = write_site(lb, Path(args.out), store)
     console.print(f"wrote {index} ({len(lb.rows)} models x {len(lb.benchmarks)} benchmarks)", highlight=False)
-    for w in lb.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    from rich.markup import escape
+
+    for w in lb.warnings:  # params contain brackets: never let rich read them as markup
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     return 0
 
 
