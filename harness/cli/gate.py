@@ -45,7 +45,10 @@ def print_table(cmp, title: str) -> None:
     colour = {"regression": "bold red", "within tolerance": "yellow", "improved": "green"}
     for row, g in zip(table_rows(cmp), cmp.rows):
         t.add_row(*row, style=colour.get(g.status))
-    console.print(t)
+    # CI logs are not terminals and rich would squeeze 12 columns into 80: print it wide there
+    from rich.console import Console
+
+    (console if console.is_terminal else Console(width=max(console.width, 180))).print(t)
     from rich.markup import escape
 
     for m in cmp.mismatches:  # params may contain brackets: never let rich read them as markup
