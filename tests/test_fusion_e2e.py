@@ -1,7 +1,7 @@
 """`harness fuse data` end to end on the real parts: the embedded SmolLM2 through the real
 transformers backend (vLLM's ~1 min start-up would dominate a run this small; the runner
-path is the same), the real store, GSM8K train and MBPP prompts from the shared data, the real
-math verifier and sandbox, the contamination check over every registered benchmark."""
+path is the same), the real store, GSM8K train prompts from the shared data, the real
+math verifier, the contamination check over every registered benchmark."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ def test_fuse_data_on_the_embedded_model_then_fully_cached(tmp_path, data_dir, e
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({
         "output_dir": str(out),
-        "pools": [{"name": "gsm8k-train", "kind": "math", "builtin": "gsm8k-train", "limit": 4},
-                  {"name": "mbpp", "kind": "code", "builtin": "mbpp", "limit": 2}],
+        # MBPP in the real sandbox is covered by tests/test_fusion_data.py; here the CPU budget goes
+        # to the model (a 2-core CI box shared by every area's e2e tests).
+        "pools": [{"name": "gsm8k-train", "kind": "math", "builtin": "gsm8k-train", "limit": 4}],
         "sources": [{"name": "smollm2", "model": "smollm2-135m-instruct", "backend": "hf"}],
         # the target-SFT model is the same model here: its samples are the source's, from the store
         "target": {"model": "smollm2-135m-instruct", "backend": "hf", "n": 2},
-        "sampling": {"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": 96, "seed": 0},
+        "sampling": {"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": 64, "seed": 0},
     }))
     store = tmp_path / "s.sqlite"
     args = ["fuse", "data", "--recipe", str(recipe), "--store", str(store), "--data-dir", str(data_dir),
@@ -41,18 +42,17 @@ def test_fuse_data_on_the_embedded_model_then_fully_cached(tmp_path, data_dir, e
 
     report = json.loads((out / "report.json").read_text())
     s = report["sampling"]["smollm2"]
-    assert (s["requests"], s["generated"], s["cached"], s["errors"], s["failed"]) == (6, 6, 0, 0, None)
-    assert report["sampling"]["target"]["cached"] == 6  # same model, same params: no second engine
+    assert (s["requests"], s["generated"], s["cached"], s["errors"], s["failed"]) == (4, 4, 0, 0, None)
+    assert report["sampling"]["target"]["cached"] == 4  # same model, same params: no second engine
     assert report["scorers"]["gsm8k-train"]["type"] == "verifier"
     answers = _jsonl(out / "answers.jsonl")
-    assert len(answers) == 6 and all(len(a["answers"]) == 2 for a in answers)
+    assert len(answers) == 4 and all(len(a["answers"]) == 2 for a in answers)
     assert all(x["finish_reason"] in ("stop", "length") and x["tokens"] > 0 for a in answers for x in a["answers"])
     assert all(x["correct"] in (True, False) for a in answers for x in a["answers"])
-    code = [x for a in answers if a["kind"] == "code" for x in a["answers"]]
-    assert all(x["outcome"] for x in code)  # every code answer went through the sandbox
+    assert all(x["gold"] and "extracted" in x for a in answers for x in a["answers"])
 
     stats = json.loads((out / "stats.json").read_text())["sources"]
-    assert stats["smollm2"]["answers"] == 12 and stats["smollm2"]["verified_answers"] == 12
+    assert stats["smollm2"]["answers"] == 8 and stats["smollm2"]["verified_answers"] == 8
     assert 0 <= stats["smollm2"]["correct_rate"] <= 1 and stats["smollm2"]["mean_tokens"] > 0
     # The files hold exactly what the scores allow, in the trainer's formats.
     n_prompts_with_correct = sum(any(x["correct"] for x in a["answers"]) for a in answers)
@@ -71,7 +71,7 @@ def test_fuse_data_on_the_embedded_model_then_fully_cached(tmp_path, data_dir, e
     before = (out / "sft.jsonl").read_text()
     harness_cli(*args)
     report = json.loads((out / "report.json").read_text())
-    assert report["sampling"]["smollm2"]["generated"] == 0 and report["sampling"]["smollm2"]["cached"] == 6
+    assert report["sampling"]["smollm2"]["generated"] == 0 and report["sampling"]["smollm2"]["cached"] == 4
     assert (out / "sft.jsonl").read_text() == before
 
 
