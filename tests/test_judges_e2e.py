@@ -70,7 +70,7 @@ def test_judge_served_over_http(tmp_path, data_dir, vllm_server):
     gpt-4-0613 and gpt-3.5-turbo-0125 answers (the numbers won't match the leaderboard)."""
     spec = f"openai:smollm2@{vllm_server}"
     store = tmp_path / "s.sqlite"
-    for answers in ("gpt-4-0613", "gpt-3.5-turbo-0125"):
+    for run, answers in enumerate(("gpt-4-0613", "gpt-3.5-turbo-0125")):
         suite = tmp_path / f"judged-{answers}.yaml"
         suite.write_text(f"""name: judged-http
 defaults: {{max_tokens: 64}}
@@ -88,4 +88,10 @@ benchmarks:
         assert res["benchmarks"]["arena-hard"]["judge"]["model_id"] == "smollm2"
         # the OpenAI-compatible server returned top logprobs for the AlpacaEval judge
         assert res["benchmarks"]["alpaca-eval-2"]["metrics"]["argmax_fallback"]["value"] == 0
-        assert res["benchmarks"]["alpaca-eval-2"]["judge"]["prompt_tokens"] > 0
+        assert res["benchmarks"]["arena-hard"]["judge"]["backend_calls"] > 0  # new answers, new judgments
+        for name in ("alpaca-eval-2", "mt-bench"):
+            j = res["benchmarks"][name]["judge"]
+            if run == 0:  # token usage reported by the server is stored per judge call
+                assert j["backend_calls"] == j["calls"] and j["prompt_tokens"] > 0
+            else:  # same candidate answers as the first run: every judgment comes from the store
+                assert j["backend_calls"] == 0 and j["cached"] == j["calls"] and j["cached_prompt_tokens"] > 0
