@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (run_id, benchmark, item_id)
 );
 CREATE INDEX IF NOT EXISTS scores_by_run ON scores(run_id, benchmark);
+CREATE INDEX IF NOT EXISTS generations_by_model ON generations(model_fingerprint, request_id);
 """
 
 
@@ -190,6 +191,16 @@ class Store:
             for r in self._query(q, chunk):
                 out[r["key"]] = r
         return out
+
+    def generations_for(self, model_fingerprint: str, benchmarks: list[str]) -> list[dict[str, Any]]:
+        """Every stored sample of a model for these benchmarks (request ids "<bench>/..."),
+        oldest first: what leaderboards and drill-downs show next to the scores."""
+        if not benchmarks:
+            return []
+        return self._query(
+            "SELECT request_id, sample_index, messages, params, text, finish_reason FROM generations"
+            " WHERE model_fingerprint = ? AND substr(request_id, 1, instr(request_id, '/') - 1)"
+            f" IN ({','.join('?' * len(benchmarks))}) ORDER BY created_at", (model_fingerprint, *benchmarks))
 
     def put_completion(self, keys: list[str], model_fingerprint: str, request: Request, completion: Completion) -> None:
         """Store each sample of a finished completion. Failed requests are not cached:

@@ -234,16 +234,12 @@ def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
     Generations are keyed by a hash that includes the messages, so they are found by the
     run's model fingerprint and the request ids "<bench>/<item>[#suffix]" instead, keeping
     the rows generated with the benchmark's sampling params when there are several. One
-    query per run (the generations table has no index on the fingerprint: one scan, not one
-    per benchmark). Falls back to the run's <bench>.jsonl (answers only) for the rest."""
+    query per run, on the (model_fingerprint, request_id) index. Falls back to the run's <bench>.jsonl (answers only) for the rest."""
     out: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in run.benchmarks}
     if store is not None and run.model_fingerprint:
         benches = list(out)
-        # filter by benchmark in SQL: a model used for fusion data may have many more rows
-        rows = store._query(
-            "SELECT request_id, sample_index, messages, params, text FROM generations"
-            " WHERE model_fingerprint = ? AND substr(request_id, 1, instr(request_id, '/') - 1)"
-            f" IN ({','.join('?' * len(benches))}) ORDER BY created_at", (run.model_fingerprint, *benches))
+        # filtered by benchmark in SQL: a model used for fusion data may have many more rows
+        rows = store.generations_for(run.model_fingerprint, benches)
         by_req: dict[str, list[dict]] = {}
         for r in rows:
             by_req.setdefault(r["request_id"], []).append(r)

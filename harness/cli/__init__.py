@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except HarnessError as e:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        # escaped: messages quote user input and model names, which may contain [brackets]
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return e.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted: finished generations are saved; run the same command again to resume.",
