@@ -94,6 +94,17 @@ def build_results(run_id, spec, model, backend_name, lazy, per_bench, completion
     }
 
 
+def _no_nan(x):
+    """NaN marks an unjudged item in memory; strict JSON readers reject it, so files say null."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_no_nan(v) for v in x]
+    return x
+
+
 def write_outputs(out_dir: Path, results: dict, per_bench: dict, completions: dict) -> None:
     """results.json plus <benchmark>.jsonl with every item's completion and score, in the
     same shape `harness score` reads, so saved generations can be re-scored offline."""
@@ -108,9 +119,9 @@ def write_outputs(out_dir: Path, results: dict, per_bench: dict, completions: di
             for ex in exs:
                 texts = by_item.get(f"{name}/{ex.id}", {})
                 main = texts.get(f"{name}/{ex.id}") or [""]
-                f.write(json.dumps({"id": ex.id, "completion": main[0], "samples": texts,
-                                    **{k: v for k, v in by_id.get(ex.id, {}).items() if k != "id"}},
-                                   ensure_ascii=False) + "\n")
+                row = {"id": ex.id, "completion": main[0], "samples": texts,
+                       **{k: v for k, v in by_id.get(ex.id, {}).items() if k != "id"}}
+                f.write(json.dumps(_no_nan(row), ensure_ascii=False, default=str) + "\n")
     tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+    tmp.write_text(json.dumps(_no_nan(results), indent=2, ensure_ascii=False, default=str))
     tmp.replace(out_dir / "results.json")

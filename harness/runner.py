@@ -54,7 +54,9 @@ class LazyBackend:
         return self.backend
 
     def close(self) -> None:
-        if self.backend is not None:
+        """Idempotent; keeps the reference so results can still say what was started."""
+        if self.backend is not None and not getattr(self, "_closed", False):
+            self._closed = True
             self.backend.close()
 
 
@@ -229,6 +231,8 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     t_start = time.perf_counter()
     backend_name = pick_backend(opts.backend, model)
     ctx = Context(data_dir=opts.data_dir, store=store, seed=opts.seed, judge=opts.judge or spec.judge)
+    if opts.judge:  # an explicit --judge beats a suite entry's own `options.judge` too
+        ctx.extra["judge_override"] = opts.judge
     benches = build_benchmarks(spec, opts, ctx)
     loaded: list[tuple[Benchmark, list[Example]]] = []
     skipped: dict[str, str] = {}
@@ -257,6 +261,12 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     lazy = LazyBackend(lambda: make_backend(backend_name, model, {**_default_backend_options(backend_name, opts),
                                                                    **opts.backend_options}))
     stats = GenerationStats()
+    # When the model also judges (offline smoke runs), judges reuse this engine instead of
+    # starting a second copy of the same weights: keep it open through scoring.
+    judges = {opts.judge, spec.judge} | {b.options.get("judge") for b, _ in loaded}
+    model_judges = model.name in judges
+    if model_judges:
+        ctx.extra["shared_backends"] = {model.fingerprint: (backend_name, lazy)}
     try:
         completions: dict[str, Completion] = {}
         pending = [(b, ex) for b, exs in loaded for ex in exs]
@@ -264,7 +274,8 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
         while requests:  # more than one pass only for multi-turn benchmarks
             completions.update(generate_all(requests, model, store, lazy, stats, progress=opts.progress))
             requests = [r for b, ex in pending for r in b.next_requests(ex, completions)]
-        lazy.close()
+        if not model_judges:
+            lazy.close()  # free the engine before a judge engine may start
         per_bench = {}
         for bench, exs in loaded:
             t0 = time.perf_counter()
@@ -286,6 +297,8 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     except BaseException:
         store.finish_run(run_id, "failed", None)
         raise
+    finally:
+        lazy.close()
 
 
 def _default_backend_options(name: str, opts: RunOptions) -> dict[str, Any]:

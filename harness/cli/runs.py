@@ -42,7 +42,8 @@ def cmd_runs(args) -> int:
         console.print(f"no runs in {args.store} yet: try `harness run suite smoke`")
         return 0
     t = Table(title=f"runs in {args.store}")
-    for c in ("run", "suite", "model", "status", "started", "headline metrics"):
+    t.add_column("run", no_wrap=True)  # ids are copied into `harness show`: never split them
+    for c in ("suite", "model", "status", "started", "headline metrics"):
         t.add_column(c)
     for r in runs:
         full = store.get_run(r["id"])

@@ -193,6 +193,10 @@ def get_judge(ctx, spec: str | None, benchmark: str, published: str) -> Judge:
     ctx.store.register_model(ModelRecord(name=model.name, fingerprint=model.fingerprint, kind=model.kind,
                                          path=model.path, template_hash=model.template_hash,
                                          info=model.provenance()))
+    shared = (ctx.extra.get("shared_backends") or {}).get(model.fingerprint)
+    if shared is not None and shared[0] == backend_name:
+        # the candidate's own engine, still up: the runner owns it and closes it
+        return judges.setdefault(spec, Judge(model=model, store=ctx.store, backend=shared[1]))
     lazy = LazyBackend(lambda: make_backend(backend_name, model, options))
     judge = judges[spec] = Judge(model=model, store=ctx.store, backend=lazy)
     # The engine stays up for the next judged benchmark of the run; free it at exit.
