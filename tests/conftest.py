@@ -91,10 +91,13 @@ def vllm_server(embedded_model_dir, tmp_path_factory):
 
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
+    from harness.backends.vllm_backend import _cpu_dtype, _use_all_small_cpu
+
+    _use_all_small_cpu()  # the same CPU settings as the offline backend (eager, every core)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(embedded_model_dir),
            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-           "--max-model-len", "4096", "--dtype", "float32", "--max-logprobs", "20"]
+           "--max-model-len", "4096", "--dtype", _cpu_dtype(), "--max-logprobs", "20", "--enforce-eager"]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"

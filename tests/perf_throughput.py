@@ -28,12 +28,13 @@ def raw_vllm(n: int, max_tokens: int, out: Path) -> dict:
     """vLLM's own LLM.generate on the same token ids the harness would send: the floor."""
     from vllm import LLM, SamplingParams
 
-    from harness.backends.vllm_backend import _cpu_dtype
+    from harness.backends.vllm_backend import _cpu_dtype, _use_all_small_cpu
     from harness.models import ensure_alias
 
     path = str(ensure_alias("smollm2-135m-instruct"))
     t0 = time.perf_counter()
-    llm = LLM(model=path, dtype=_cpu_dtype() or "auto", max_model_len=4096, seed=0)
+    _use_all_small_cpu()  # the same engine settings the harness uses
+    llm = LLM(model=path, dtype=_cpu_dtype(), max_model_len=4096, seed=0, enforce_eager=True)
     start = time.perf_counter() - t0
     tok = llm.get_tokenizer()
     ids = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
