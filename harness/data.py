@@ -43,6 +43,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
+def read_jsonl_records(path: Path, expected: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line of a user-supplied JSONL file; a line
+    that is not a JSON object is a UsageError at file:line saying what was `expected`."""
+    from harness.errors import UsageError
+
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}:{n}: not JSON ({e.msg}); expected {expected}") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{n}: expected {expected}")
+        out.append((n, row))
+    return out
+
+
 def file_revision(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 

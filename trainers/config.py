@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UsageError, did_you_mean
+from harness.yamlio import load_yaml_mapping
 from trainers.losses import METHODS
 
 # Defaults per method from the official code (DESIGN.md §6): used when the config leaves beta/lr unset.
@@ -88,15 +88,7 @@ def load_config(path: str | None, method: str | None, overrides: dict[str, Any])
     """Read a recipe YAML, apply CLI overrides (KEY=VALUE, YAML-typed), validate."""
     raw: dict[str, Any] = {}
     if path:
-        p = Path(path)
-        if not p.exists():
-            raise UsageError(f"config {path!r} does not exist; recipes live in trainers/recipes/*.yaml")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"config {path!r} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise UsageError(f"config {path!r} must be a mapping of keys to values, got {type(raw).__name__}")
+        raw = load_yaml_mapping(path, "config", "recipes live in trainers/recipes/*.yaml")
     raw = {**raw, **overrides}
     if method is not None:
         if raw.get("method") not in (None, method):

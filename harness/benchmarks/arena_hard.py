@@ -28,7 +28,6 @@ VERSION 1.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -348,15 +347,11 @@ def arena_hard_scores(rows: list[dict[str, Any]], baseline: str, rounds: int = 1
 def read_judgments(paths: list[Path]) -> list[dict[str, Any]]:
     """Upstream judgment JSONL (legacy: question_id/model/games[{score}], current: uid/model/games)."""
     rows = []
+    from harness.data import read_jsonl_records
+
     for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(r, dict) or "games" not in r or "model" not in r:
+        for n, r in read_jsonl_records(path, "an arena-hard judgment row"):
+            if "games" not in r or "model" not in r:
                 raise UsageError(f"{path}:{n}: expected an arena-hard judgment row with 'model' and 'games' "
                                  "(model_judgment/<judge>/<model>.jsonl)")
             games = [g if isinstance(g, dict) else {} for g in r["games"]]

@@ -59,14 +59,10 @@ def cmd_aggregate(args) -> int:
     from harness.benchmarks.mt_bench import mt_bench_metrics
 
     per_model: dict[str, list[dict]] = {}
+    from harness.data import read_jsonl_records
+
     for p in paths:
-        for n, line in enumerate(p.read_text(encoding="utf-8").split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{p}:{n}: not JSON ({e.msg})") from None
+        for n, r in read_jsonl_records(p, "FastChat single judgments"):
             if not {"question_id", "model", "score", "turn"} <= set(r):
                 raise UsageError(f"{p}:{n}: expected FastChat single judgments (question_id, model, score, turn)")
             turns = [{"rating": None}, {"rating": None}]

@@ -19,18 +19,14 @@ def register(sub, parent) -> None:
 
 
 def read_completions_file(path: Path) -> dict[str, list[str]]:
+    from harness.data import read_jsonl_records
     from harness.errors import UsageError
 
+    expected = '{"id": ..., "completion": "..."} per line'
     out: dict[str, list[str]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict) or "id" not in row or not ("completion" in row or "completions" in row):
-            raise UsageError(f'{path}:{n}: expected {{"id": ..., "completion": "..."}}')
+    for n, row in read_jsonl_records(path, expected):
+        if "id" not in row or not ("completion" in row or "completions" in row):
+            raise UsageError(f"{path}:{n}: expected {expected}")
         texts = row["completions"] if "completions" in row else [row["completion"]]
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise UsageError(f"{path}:{n}: completion(s) must be text")

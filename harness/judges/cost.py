@@ -27,17 +27,11 @@ def load_prices(path: str | os.PathLike | None = None) -> dict[str, dict[str, fl
     path = path or os.environ.get(PRICES_ENV)
     if not path:
         return {}
-    import yaml
+    from harness.yamlio import load_yaml_mapping
 
     p = Path(path)
-    if not p.exists():
-        raise UsageError(f"price table {str(p)!r} does not exist (set by ${PRICES_ENV} or --prices)")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"{p}: malformed price table: {e}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{p}: a price table maps model ids to {{input: USD/1M, output: USD/1M}}")
+    data = load_yaml_mapping(p, "price table", f"set by ${PRICES_ENV} or --prices; it maps model ids to "
+                             "{input: USD/1M, output: USD/1M}")
     out = {}
     for model, price in data.items():
         if not (isinstance(price, dict) and {"input", "output"} <= set(price)

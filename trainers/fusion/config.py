@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UsageError, did_you_mean
+from harness.yamlio import load_yaml_mapping
 
 # Built-in pools: name -> what they read from the data dir.
 BUILTIN_POOLS = ("gsm8k-train", "mbpp")
@@ -171,14 +171,7 @@ def _submodel(ann: Any) -> type[BaseModel] | None:
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[FusionRecipe, Path]:
     """The validated recipe and the directory relative paths in it are resolved against."""
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"recipe {str(path)!r} does not exist; see trainers/recipes/fusion_*.yaml for examples")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"recipe {str(path)!r} is not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise UsageError(f"recipe {str(path)!r} must be a mapping of keys to values, got {type(raw).__name__}")
+    raw = load_yaml_mapping(p, "recipe", "see trainers/recipes/fusion_*.yaml for examples")
     raw = {**raw, **(overrides or {})}
     _check_keys(raw, FusionRecipe, "")
     try:
