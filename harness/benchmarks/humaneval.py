@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.benchmarks.base import Benchmark, Example, take
-from harness.benchmarks.code_extract import extract_code, fenced_blocks, sanitize
+from harness.benchmarks.code_extract import _parses, extract_code, fenced_blocks, sanitize
 from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
 from harness.errors import DataNotFoundError
 from harness.stats import mean_metric
@@ -114,12 +114,6 @@ def _defines(code: str, name: str) -> bool:
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
 
 
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-        return True
-    except (SyntaxError, ValueError):
-        return False
 
 
 def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: float = TIMEOUT_S,
