@@ -42,9 +42,13 @@ def cmd_runs(args) -> int:
         console.print(f"no runs in {args.store} yet: try `harness run suite smoke`")
         return 0
     t = Table(title=f"runs in {args.store}")
-    t.add_column("run", no_wrap=True)  # ids are copied into `harness show`: never split them
-    for c in ("suite", "model", "status", "started", "headline metrics"):
-        t.add_column(c)
+    # ids are copied into `harness show` and statuses grepped by scripts: never split them
+    t.add_column("run", no_wrap=True)
+    t.add_column("suite", overflow="fold")
+    t.add_column("model", overflow="fold")
+    t.add_column("status", no_wrap=True)
+    t.add_column("started")
+    t.add_column("headline metrics")
     for r in runs:
         full = store.get_run(r["id"])
         heads = []
