@@ -30,7 +30,10 @@ def metrics_table(results: dict, title: str | None = None):
     from rich.table import Table
 
     t = Table(title=title)
-    for col in ("benchmark", "metric", "value [95% CI]", "n", "truncated", "errors"):
+    t.add_column("benchmark", no_wrap=True)
+    t.add_column("metric", overflow="fold")
+    t.add_column("value [95% CI]")
+    for col in ("n", "truncated", "errors"):
         t.add_column(col)
     for name, b in results["benchmarks"].items():
         trunc = b.get("truncation_rate")
