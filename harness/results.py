@@ -83,6 +83,7 @@ def build_results(run_id, spec, model, backend_name, lazy, per_bench, completion
         "timings": {
             "total_s": round(total_s, 3),
             "engine_start_s": round(stats.engine_start_s, 3),
+            "engine_stop_s": round(getattr(lazy, "close_s", 0.0), 3),
             "generation_s": round(stats.seconds, 3),
             "requests": stats.requests,
             "cached_requests": stats.cached,

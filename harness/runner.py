@@ -57,7 +57,9 @@ class LazyBackend:
         """Idempotent; keeps the reference so results can still say what was started."""
         if self.backend is not None and not getattr(self, "_closed", False):
             self._closed = True
+            t0 = time.perf_counter()
             self.backend.close()
+            self.close_s = time.perf_counter() - t0  # engine shutdown, reported apart like start-up
 
 
 def generate_all(requests: list[Request], model: ResolvedModel, store: Store, backend: LazyBackend,

@@ -73,8 +73,9 @@ def harness_run(backend: str, n: int, max_tokens: int, out: Path) -> dict:
     return {"variant": f"harness-{backend}", "items": n, "tokens": t["generated_tokens"],
             "generation_s": t["generation_s"], "engine_start_s": t["engine_start_s"],
             "tokens_per_s": t["generated_tokens"] / t["generation_s"],
-            # everything the harness adds after the engine is up: generation + store + scoring + results
-            "wall_after_start_s": t["total_s"] - t["engine_start_s"],
+            # everything between engine start-up and shutdown: generation + store + scoring + results
+            "wall_after_start_s": t["total_s"] - t["engine_start_s"] - t["engine_stop_s"],
+            "engine_stop_s": t["engine_stop_s"],
             "process_wall_s": w1, "cached_rerun_process_wall_s": w2, "cached_rerun_total_s": r2["timings"]["total_s"],
             "first_total_s": t["total_s"], "accuracy": r1["benchmarks"]["gsm8k"]["metrics"]["accuracy"]["value"],
             "cached_accuracy": r2["benchmarks"]["gsm8k"]["metrics"]["accuracy"]["value"]}
