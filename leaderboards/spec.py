@@ -26,10 +26,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UsageError, did_you_mean
+from harness.yamlio import load_yaml_mapping
 
 HERE = Path(__file__).resolve().parent
 Role = Literal["source", "target", "candidate", "baseline"]
@@ -124,14 +124,7 @@ def load_spec(name_or_path: str) -> LeaderboardSpec:
         p = HERE / f"{name_or_path}.yaml"
         if not p.exists():
             raise did_you_mean("leaderboard", name_or_path, available())
-    if not p.exists():
-        raise UsageError(f"leaderboard file {name_or_path!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UsageError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{p}: expected a mapping with name, suite and models")
+    data = load_yaml_mapping(p, "leaderboard file", "definitions map name, suite and models")
     data.setdefault("name", p.stem)
     try:
         spec = LeaderboardSpec.model_validate(data)
