@@ -322,6 +322,42 @@ def test_c_typed_guard_accepts_builtin_containers_and_numpy():
     assert run(job).passed
 
 
+@pytest.mark.parametrize("where", ["temp root (masked inside)", "0700 directory (CI checkout, /root)"])
+def test_program_imports_from_site_packages_the_sandbox_uid_cannot_reach_on_the_host(where, tmp_path, monkeypatch):
+    """A venv below /root or a 0700 CI checkout: the harness imports numpy, the program (run as
+    NOBODY when the harness is root) must too, or every numpy-using solution fails spuriously."""
+    import shutil
+    import tempfile
+
+    if where.startswith("0700"):
+        parent = Path(tempfile.mkdtemp(prefix=".sbx-private-", dir=REPO))  # outside HOME and the temp root
+    else:
+        parent = tmp_path / "private"
+        parent.mkdir()
+    try:
+        parent.chmod(0o700)
+        site = parent / "site-packages"
+        site.mkdir()
+        (site / "fh_private_probe.py").write_text("ANSWER = 41\n")
+        monkeypatch.setattr(core, "_site_packages", lambda: [*_real_site_packages(), str(site)])
+        job = script("import fh_private_probe\ndef f(x):\n    return x + fh_private_probe.ANSWER - 40\n")
+        mode = isolation_mode()
+        if mode == "bwrap" and os.getuid() == 0:  # a fresh zygote, so its mounts see the patched list
+            z = core.Zygote()
+            try:
+                res = z.run(job)
+            finally:
+                z.close()
+        else:
+            res = core._run(job, mode)
+        assert res.passed, res
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+_real_site_packages = core._site_packages
+
+
 def test_forcing_an_unknown_or_missing_mode_is_a_clear_error(monkeypatch):
     from harness.errors import UsageError
 

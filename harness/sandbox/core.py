@@ -62,6 +62,44 @@ def _site_packages() -> list[str]:
     return [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 
+def _traversable_by_others(path: str) -> bool:
+    """Whether a uid with no rights of its own can reach `path` (every ancestor o+x)."""
+    cur = "/"
+    for part in Path(path).parts[1:]:
+        cur = os.path.join(cur, part)
+        try:
+            if not os.stat(cur).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _site_mounts(bwrap: bool, drop: int | None) -> list[tuple[str, str]]:
+    """(host path, path inside) for each site-packages directory the program imports from.
+
+    Under bwrap a root harness runs programs as NOBODY; a venv below a 0700 directory (/root,
+    a CI checkout) or below the masked HOME / temp root is then unreachable, and `import numpy`
+    fails for the program while it works for the harness. Such directories are bound read-only
+    at a fresh path inside the sandbox's own temp-root tmpfs, whose parents NOBODY can traverse.
+    """
+    sites = _site_packages()
+    if not bwrap:
+        return [(p, p) for p in sites]
+    hidden = _hidden_roots()
+    tmp_root = os.path.realpath(tempfile.gettempdir())
+    out = []
+    for i, p in enumerate(sites):
+        real = os.path.realpath(p)
+        masked = any(real == d or real.startswith(d + os.sep) for d in hidden)
+        reachable = drop is None or _traversable_by_others(real)
+        if (masked or not reachable) and tmp_root in hidden:
+            out.append((real, os.path.join(tmp_root, ".fh-site", str(i))))
+        else:
+            out.append((p, p))
+    return out
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-program limits. Times are for a machine with speed factor 1 (see speed_factor())."""
@@ -161,6 +199,11 @@ def _bwrap_cmd(tmp: str) -> list[str]:
                     made.add(cur)
                     cmd += ["--perms", "0755", "--dir", cur]
             cmd += ["--ro-bind", p, p]
+    remapped = [(host, inside) for host, inside in _site_mounts(True, NOBODY if root else None) if host != inside]
+    if remapped:
+        cmd += ["--perms", "0755", "--dir", os.path.dirname(remapped[0][1])]
+    for host, inside in remapped:
+        cmd += ["--ro-bind", host, inside]
     cmd += ["--bind", tmp, tmp, "--chdir", tmp, "--cap-drop", "ALL"]
     if root:  # only to read the job and switch to NOBODY; gone after setuid()
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_DAC_OVERRIDE"]
@@ -177,16 +220,7 @@ def _unshare_cmd() -> list[str]:
 
 def _nobody_can_run_python() -> bool:
     """Whether uid 65534 can reach the interpreter (not when it lives under /root, 0700)."""
-    for p in _interpreter_paths():
-        cur = "/"
-        for part in Path(p).parts[1:]:
-            cur = os.path.join(cur, part)
-            try:
-                if not os.stat(cur).st_mode & 0o001:
-                    return False
-            except OSError:
-                return False
-    return True
+    return all(_traversable_by_others(p) for p in _interpreter_paths())
 
 
 def isolation_mode() -> str:
@@ -312,7 +346,8 @@ def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> Non
     spec = {"mode": job.mode, "code": job.code, "preamble": job.preamble, "test": job.test,
             "entry_point": job.entry_point, "c_typed_results": job.c_typed_results,
             "inputs": job.inputs if job.mode == "call" else [None] * len(job.inputs),
-            "func_name": job.func_name, "nonce": nonce, "drop_to": drop, "sys_path": _site_packages(),
+            "func_name": job.func_name, "nonce": nonce, "drop_to": drop,
+            "sys_path": [inside for _, inside in _site_mounts(mode == "bwrap", drop)],
             "per_test_timeout_s": lim.per_test_s, "block_network": mode == "none",
             "fork_guard": mode == "none",
             "limits": {"memory_bytes": lim.memory_mb << 20, "cpu_s": lim.cpu_s or int(lim.wall_s) + 1,
