@@ -1,0 +1,186 @@
+"""`harness pipeline` (issue 7): recipe validation and the stage runner's hashing / skipping /
+resuming. Stage bodies are replaced by recorders here (unit tests); tests/test_pipeline_e2e.py
+runs the real stages on the real model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import UsageError
+from trainers.pipeline.config import load_pipeline
+from trainers.pipeline.run import Pipeline, StageFailed
+
+RECIPE = {
+    "name": "unit",
+    "target": "smollm2-135m-instruct",
+    "specialists": [{"name": "unit-math", "data": {"builtin": "gsm8k-gold", "rows": 4},
+                     "train": {"max_steps": 1, "batch_size": 2}}],
+    "fusion": {
+        "pools": [{"name": "gsm8k-train", "kind": "math", "builtin": "gsm8k-train", "offset": 2000, "limit": 3}],
+        "sources": [{"name": "base", "model": "smollm2-135m-instruct", "backend": "hf"},
+                    {"name": "math", "model": "unit-math", "backend": "hf"}],
+        "target": {"backend": "hf", "n": 2},
+        "sampling": {"n": 2, "max_tokens": 32},
+    },
+    "sft": {"max_steps": 1, "batch_size": 2, "max_length": 128, "max_prompt_length": 96},
+    "preference": {"method": "wrpo", "max_steps": 1, "batch_size": 1, "max_length": 128, "max_prompt_length": 96},
+    "evaluate": {"suite": "math", "benchmarks": ["gsm8k"], "limit": 3, "backend": "hf"},
+}
+
+
+def write(tmp_path: Path, recipe: dict) -> Path:
+    p = tmp_path / "pipeline.yaml"
+    p.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return p
+
+
+def with_(recipe: dict, path: str, value) -> dict:
+    """A deep copy of `recipe` with the dotted key set."""
+    import copy
+
+    out = copy.deepcopy(recipe)
+    cur = out
+    *parents, last = path.split(".")
+    for k in parents:
+        cur = cur[k]
+    cur[last] = value
+    return out
+
+
+class Recorder:
+    """Stands in for every stage body: records the order, produces outputs that change each
+    time a stage really runs (as new weights would), and can fail one stage once."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, bool]] = []
+        self.count: dict[str, int] = {}
+        self.fail: str | None = None
+
+    def install(self, pipe: Pipeline) -> Pipeline:
+        pipe._fingerprint = lambda spec: f"fp-{spec}"
+        for st in pipe.stages:
+            st.run = lambda resume, name=st.name: self._run(name, resume)
+            st.outputs = lambda name=st.name: ({"v": str(self.count[name])} if name in self.count else None)
+        return pipe
+
+    def _run(self, name: str, resume: bool) -> None:
+        self.ran.append((name, resume))
+        if self.fail == name:
+            self.fail = None
+            raise StageFailed(f"{name} died")
+        self.count[name] = self.count.get(name, 0) + 1
+
+
+def pipeline(tmp_path, recipe: dict, rec: Recorder) -> Pipeline:
+    r, base = load_pipeline(write(tmp_path, recipe))
+    return rec.install(Pipeline(r, base, str(tmp_path / "store.sqlite"), data_dir=str(tmp_path),
+                                progress=False))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the work dir is relative to the working directory
+    return tmp_path
+
+
+def names(rec: Recorder) -> list[str]:
+    return [n for n, _ in rec.ran]
+
+
+ALL = ["specialist:unit-math", "data", "sft", "data-target", "preference", "eval:smollm2-135m-instruct",
+       "eval:unit-math", "eval:unit-sft", "eval:unit-wrpo", "leaderboard", "gate"]
+
+
+def test_stage_graph_orders_the_loop_and_evaluates_each_model_once(in_tmp):
+    rec = Recorder()
+    pipe = pipeline(in_tmp, RECIPE, rec)
+    assert [s.name for s in pipe.stages] == ALL
+    roles = {(e["label"], e["role"]) for e in pipe.evals}
+    # the target is also a source: two leaderboard rows, one evaluation
+    assert ("base", "source") in roles and ("smollm2-135m-instruct (target)", "target") in roles
+    assert ("unit-wrpo", "candidate") in roles and ("unit-sft", "candidate") in roles
+
+
+def test_second_run_skips_everything_and_edits_rerun_only_what_they_change(in_tmp):
+    rec = Recorder()
+    pipeline(in_tmp, RECIPE, rec).run()
+    assert names(rec) == ALL
+    rec.ran.clear()
+    res = pipeline(in_tmp, RECIPE, rec).run()
+    assert rec.ran == [] and {s.status for s in res.stages} == {"cached"}
+
+    pipeline(in_tmp, with_(RECIPE, "gate", {"alpha": 0.01}), rec).run()
+    assert names(rec) == ["gate"]  # nothing upstream of the gate changed
+    rec.ran.clear()
+
+    edited = with_(with_(RECIPE, "gate", {"alpha": 0.01}), "sft.learning_rate", 1e-5)
+    pipeline(in_tmp, edited, rec).run()
+    # new SFT weights: everything that consumes them re-runs; sources' data and evals do not
+    assert names(rec) == ["sft", "data-target", "preference", "eval:unit-sft", "eval:unit-wrpo", "leaderboard",
+                          "gate"]
+
+
+def test_a_failed_stage_stops_the_run_and_the_next_run_resumes_it(in_tmp):
+    rec = Recorder()
+    rec.fail = "preference"
+    with pytest.raises(StageFailed, match="preference died"):
+        pipeline(in_tmp, RECIPE, rec).run()
+    assert names(rec)[-1] == "preference" and "leaderboard" not in names(rec)
+    rec.ran.clear()
+    pipeline(in_tmp, RECIPE, rec).run()
+    # finished stages are not redone; the interrupted one is told to resume (checkpoints)
+    assert rec.ran[0] == ("preference", True)
+    assert names(rec) == ALL[ALL.index("preference"):]
+
+
+def test_force_and_dry_run(in_tmp):
+    rec = Recorder()
+    pipeline(in_tmp, RECIPE, rec).run()
+    rec.ran.clear()
+    res = pipeline(in_tmp, RECIPE, rec).run(dry_run=True)
+    assert rec.ran == [] and {s.status for s in res.stages} == {"cached"}
+    pipeline(in_tmp, RECIPE, rec).run(force=("eval:unit-sft",))
+    assert names(rec) == ["eval:unit-sft", "leaderboard"]  # the gate reads the wrpo candidate's eval
+    with pytest.raises(UsageError, match="Did you mean 'eval:unit-sft'"):
+        pipeline(in_tmp, RECIPE, rec).run(force=("eval:unit-sfx",))
+
+
+def test_dpo_preference_needs_no_second_data_phase(in_tmp):
+    rec = Recorder()
+    recipe = with_(RECIPE, "preference", {"method": "dpo_norm", "max_steps": 1})
+    pipe = pipeline(in_tmp, recipe, rec)
+    assert "data-target" not in [s.name for s in pipe.stages]
+    assert "eval:unit-dpo_norm" in [s.name for s in pipe.stages]
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("evalute", {"suite": "math"}, "Did you mean 'evaluate'"),
+    ("fusion.sampling", {"temprature": 1.0}, "fusion.sampling.temprature"),
+    ("fusion.output_dir", "x", "fusion.output_dir is set by the pipeline"),
+    ("sft.learning_rat", 1e-5, "Did you mean 'learning_rate'"),
+    ("sft.data", "x.jsonl", "`data` is set by the pipeline"),
+    ("preference.method", "ppo", "preference.method must be one of wrpo, dpo"),
+    ("gate", {"candidate": "best"}, "gate.candidate"),
+    ("specialists", [{"name": "m", "data": {"rows": 4}}], "exactly one of `builtin: gsm8k-gold` or `path"),
+])
+def test_bad_recipes_are_clear_errors_before_any_stage(in_tmp, path, value, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_pipeline(write(in_tmp, with_(RECIPE, path, value) if "." in path or path in RECIPE
+                            else {**RECIPE, path: value}))
+
+
+def test_malformed_yaml_names_file_and_line(in_tmp):
+    p = in_tmp / "bad.yaml"
+    p.write_text("name: x\ntarget: [unclosed\n")
+    with pytest.raises(UsageError, match=r"bad.yaml:\d+"):
+        load_pipeline(p)
+
+
+def test_shipped_cpu_recipe_is_valid():
+    from tests.conftest import REPO
+
+    recipe, _ = load_pipeline(REPO / "trainers" / "recipes" / "pipeline_cpu.yaml")
+    assert recipe.method == "wrpo" and len(recipe.fusion["sources"]) == 2

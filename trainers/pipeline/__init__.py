@@ -1,0 +1,1 @@
+"""`harness pipeline`: the whole fusion loop as hashed, resumable stages (run.py)."""

@@ -1,0 +1,412 @@
+"""`harness pipeline RECIPE.yaml`: the whole fusion loop as resumable, hashed stages.
+
+    specialist:<name>  SFT a source before fusion (e.g. a math specialist of the target)
+    data               fusion data, phase 1: sources sampled and scored -> SFT rows, DPO pairs
+    sft                the target fine-tuned on the SFT rows -> candidate <name>-sft
+    data-target        phase 2 (WRPO only): the SFT candidate samples the same prompts -> quadruples
+    preference         WRPO / DPO family from the SFT candidate -> candidate <name>-<method>
+    eval:<model>       the suite on every source, the target and every candidate
+    leaderboard        HTML: candidates vs target vs sources, with the fusion data's source stats
+    gate               paired-significance gate, the last candidate vs the target
+
+Why stages are hashed: each stage's key is a hash of what defines it (its resolved config)
+and of its inputs' *outputs* (data file hashes, model fingerprints, results.json hashes).
+A stage whose key and outputs match its last finished run is skipped, so a re-run after a
+kill, or after editing only the gate section, redoes only what changed. Inside a stage,
+nothing is lost either: generations and judgments are in the store (data and eval stages
+resume from it) and training resumes from its last checkpoint when the key is unchanged.
+
+Why stages run as `harness` subprocesses: vLLM wants its own main process, training memory
+is returned to the OS between stages, and each stage is exactly the command a user would
+type (printed before it runs), so any stage can be reproduced or debugged by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, UsageError
+from trainers.pipeline.config import PipelineRecipe, fusion_recipe, trainer_config
+
+log = logging.getLogger(__name__)
+
+
+class StageFailed(HarnessError):
+    """A stage's command failed; everything it finished is kept and the next run resumes."""
+
+
+@dataclass
+class Stage:
+    name: str
+    spec: dict[str, Any]  # what defines the stage, besides its inputs
+    deps: list[str]  # stages whose outputs are this stage's inputs
+    run: Callable[[bool], None]  # argument: resume (an interrupted run with the same key left state)
+    outputs: Callable[[], dict[str, str] | None]  # hashes of what it produced; None when missing
+    describe: str = ""
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str  # cached | ran | planned
+    seconds: float = 0.0
+    key: str = ""
+
+
+@dataclass
+class PipelineResult:
+    workdir: Path
+    stages: list[StageRecord] = field(default_factory=list)
+    leaderboard: Path | None = None
+    gate: dict[str, Any] | None = None
+
+
+def _sha_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _files_hash(*paths: Path) -> dict[str, str] | None:
+    if not all(p.is_file() for p in paths):
+        return None
+    return {p.name: _sha_file(p) for p in paths}
+
+
+def slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "model"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Pipeline:
+    def __init__(self, recipe: PipelineRecipe, base: Path, store_path: str, data_dir: str | None = None,
+                 progress: bool = True, say: Callable[[str], None] | None = None):
+        from harness.store import Store
+
+        self.recipe, self.base, self.store_path = recipe, base, store_path
+        self.data_dir = recipe.data_dir or data_dir or os.environ.get("HARNESS_DATA_DIR")
+        self.workdir = Path(recipe.workdir or f".harness/pipeline/{recipe.name}")
+        self.progress = progress
+        self.say = say or (lambda msg: log.info("%s", msg))
+        self.store = Store(store_path)
+        self.status_dir = self.workdir / "stages"
+        self.stages: list[Stage] = []
+        self.outputs: dict[str, dict[str, str]] = {}
+        self.evals: list[dict[str, Any]] = []  # {label, model, role, dir}
+        self._build()
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _harness(self, *args: str) -> None:
+        """Run one `harness` command the way a user would; its failure stops the pipeline."""
+        cmd = [sys.executable, "-m", "harness.cli", *args, "--store", self.store_path]
+        if self.data_dir:
+            cmd += ["--data-dir", str(self.data_dir)]
+        if not self.progress and args[0] in ("run", "train", "fuse"):
+            cmd.append("--no-progress")
+        self.say("$ harness " + " ".join(cmd[3:]))
+        rc = subprocess.run(cmd).returncode
+        if rc != 0:
+            raise StageFailed(f"`harness {' '.join(args[:2])}` exited with {rc}; everything it finished is kept "
+                              "(store, checkpoints): run the same `harness pipeline` command again to resume")
+
+    def _fingerprint(self, model_spec: str) -> str:
+        """Fingerprint of a model that is not produced by a stage (resolving converts an alias once)."""
+        from harness.models import resolve_model
+
+        return resolve_model(model_spec, self.store).fingerprint
+
+    def _candidate_outputs(self, name: str) -> dict[str, str] | None:
+        rec = self.store.get_model(name)
+        if rec is None or not rec.path or not Path(rec.path).is_dir():
+            return None
+        return {"fingerprint": rec.fingerprint}
+
+    def _write_trainer_config(self, stage_dir: Path, cfg: dict[str, Any]) -> Path:
+        import yaml
+
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        path = stage_dir / "config.yaml"
+        path.write_text("# written by `harness pipeline`; the stage's resolved trainer config\n"
+                        + yaml.safe_dump({k: v for k, v in cfg.items() if v is not None}, sort_keys=False))
+        return path
+
+    def _train(self, method: str, cfg: dict[str, Any], stage_dir: Path, resume: bool) -> None:
+        from trainers.loop import latest_checkpoint
+
+        path = self._write_trainer_config(stage_dir, cfg)
+        can_resume = resume and latest_checkpoint(Path(cfg["output_dir"])) is not None
+        self._harness("train", method, "--config", str(path), "--resume" if can_resume else "--overwrite")
+
+    # ---- the stage graph --------------------------------------------------------------------
+    def _build(self) -> None:
+        r, wd = self.recipe, self.workdir
+        specialist_names = {s.name for s in r.specialists}
+
+        def model_dep(model: str) -> list[str]:
+            return [f"specialist:{model}"] if model in specialist_names else []
+
+        def model_fp(model: str) -> str:
+            # A specialist's weights reach the key through the stage's inputs (its outputs).
+            return f"<{model} from its stage>" if model in specialist_names else self._fingerprint(model)
+
+        for s in r.specialists:
+            sdir = wd / "specialists" / slug(s.name)
+            base_model = s.model or r.target
+            cfg = trainer_config(s.train, "sft", self.base, model=base_model, data=str(sdir / "sft.jsonl"),
+                                 output_dir=str(sdir / "model"), name=s.name, where=f"specialists[{s.name}].train")
+            self._add(Stage(
+                name=f"specialist:{s.name}", deps=[],
+                spec={"data": s.data.model_dump(), "config": cfg, "base_model": lambda m=base_model: model_fp(m)},
+                run=lambda resume, s=s, sdir=sdir, cfg=cfg: self._run_specialist(s, sdir, cfg, resume),
+                outputs=lambda s=s: self._candidate_outputs(s.name),
+                describe=f"SFT {base_model} -> {s.name}"))
+
+        sources = [dict(x) for x in r.fusion.get("sources", [])]
+        data_dir1 = wd / "data"
+        fusion1 = fusion_recipe(r, str(data_dir1), None, self.data_dir)
+        self._add(Stage(
+            name="data", deps=[d for x in sources for d in model_dep(x["model"])],
+            spec={"fusion": fusion1, "sources": lambda: {x["name"]: model_fp(x["model"]) for x in sources}},
+            run=lambda resume: self._run_fusion(fusion1, data_dir1),
+            outputs=lambda: _files_hash(data_dir1 / "sft.jsonl", data_dir1 / "dpo.jsonl"),
+            describe=f"fusion data: {len(sources)} sources sample and are scored"))
+
+        sft_name = f"{r.name}-sft"
+        sft_dir = wd / "sft"
+        sft_cfg = trainer_config(r.sft, "sft", self.base, model=r.target, data=str(data_dir1 / "sft.jsonl"),
+                                 output_dir=str(sft_dir / "model"), name=sft_name, where="sft")
+        self._add(Stage(
+            name="sft", deps=["data"], spec={"config": sft_cfg, "target": lambda: model_fp(r.target)},
+            run=lambda resume: self._train("sft", sft_cfg, sft_dir, resume),
+            outputs=lambda: self._candidate_outputs(sft_name), describe=f"SFT {r.target} -> {sft_name}"))
+        candidates = [("sft", sft_name)]
+
+        if r.preference is not None:
+            method = r.method
+            pref_data = data_dir1 / "dpo.jsonl"
+            pref_deps = ["sft", "data"]
+            if r.needs_target_samples:
+                data_dir2 = wd / "data-target"
+                fusion2 = fusion_recipe(r, str(data_dir2), sft_name, self.data_dir)
+                self._add(Stage(
+                    name="data-target", deps=["data", "sft"], spec={"fusion": fusion2},
+                    run=lambda resume: self._run_fusion(fusion2, data_dir2),
+                    outputs=lambda: _files_hash(data_dir2 / "wrpo.jsonl"),
+                    describe=f"fusion data, phase 2: {sft_name} samples its own y_wt / y_l"))
+                pref_data, pref_deps = data_dir2 / "wrpo.jsonl", ["sft", "data-target"]
+            pref_name = f"{r.name}-{method}"
+            pref_dir = wd / method
+            pref_cfg = trainer_config(r.preference, method, self.base, model=sft_name, data=str(pref_data),
+                                      output_dir=str(pref_dir / "model"), name=pref_name, where="preference")
+            self._add(Stage(
+                name="preference", deps=pref_deps, spec={"config": pref_cfg},
+                run=lambda resume: self._train(method, pref_cfg, pref_dir, resume),
+                outputs=lambda: self._candidate_outputs(pref_name), describe=f"{method} {sft_name} -> {pref_name}"))
+            candidates.append(("preference", pref_name))
+
+        # Evaluation: each distinct model once (the target is often also a source).
+        rows: list[tuple[str, str, str]] = [(x["name"], x["model"], "source") for x in sources]
+        rows.append((f"{r.target} (target)", r.target, "target"))
+        stage_of = {"sft": "sft", "preference": "preference"}
+        rows += [(name, name, "candidate") for _, name in candidates]
+        done: dict[str, Path] = {}
+        ev = r.evaluate
+        for label, model, role in rows:
+            if model not in done:
+                out = wd / "eval" / slug(model)
+                done[model] = out
+                producer = next((stage_of[k] for k, n in candidates if n == model), None)
+                deps = [producer] if producer else model_dep(model)
+                self._add(Stage(
+                    name=f"eval:{model}", deps=deps,
+                    spec={"evaluate": ev.model_dump(), "model": model,
+                          "fingerprint": (lambda m=model: model_fp(m)) if not producer else None},
+                    run=lambda resume, m=model, o=out: self._run_eval(m, o),
+                    outputs=lambda o=out: _files_hash(o / "results.json"),
+                    describe=f"{ev.suite} on {model}"))
+            self.evals.append({"label": label, "model": model, "role": role, "dir": done[model]})
+
+        eval_stages = [f"eval:{m}" for m in done]
+        stats_dir = (wd / "data-target") if r.needs_target_samples else data_dir1
+        if r.leaderboard.enabled:
+            lb_dir = wd / "leaderboard"
+            self._add(Stage(
+                name="leaderboard", deps=[*eval_stages, "data-target" if r.needs_target_samples else "data"],
+                spec={"leaderboard": r.leaderboard.model_dump(), "evals": [
+                    {k: str(v) for k, v in e.items()} for e in self.evals]},
+                run=lambda resume: self._run_leaderboard(lb_dir, stats_dir),
+                outputs=lambda: _files_hash(lb_dir / "index.html"),
+                describe="leaderboard: candidates vs target vs sources"))
+        if r.gate.enabled:
+            which = r.gate.candidate or candidates[-1][0]
+            cand = dict(candidates)[which]
+            gate_file = wd / "gate" / "gate.json"
+            self._add(Stage(
+                name="gate", deps=[f"eval:{cand}", f"eval:{r.target}"],
+                spec={"gate": r.gate.model_dump(), "candidate": cand, "target": r.target},
+                run=lambda resume: self._run_gate(done[r.target], done[cand], gate_file),
+                outputs=lambda: _files_hash(gate_file),
+                describe=f"gate: {cand} vs {r.target}"))
+
+    def _add(self, stage: Stage) -> None:
+        self.stages.append(stage)
+
+    # ---- stage bodies -----------------------------------------------------------------------
+    def _run_specialist(self, s, sdir: Path, cfg: dict[str, Any], resume: bool) -> None:
+        sdir.mkdir(parents=True, exist_ok=True)
+        if s.data.builtin == "gsm8k-gold":
+            from trainers import gsm8k_data
+
+            if not self.data_dir:
+                raise UsageError(f"specialist {s.name!r} uses GSM8K train: set data_dir in the recipe, --data-dir "
+                                 "or $HARNESS_DATA_DIR (the folder holding gsm8k/train.jsonl)")
+            rows = gsm8k_data.read_train(Path(self.data_dir))[s.data.offset:s.data.offset + s.data.rows]
+            gsm8k_data.write_jsonl(sdir / "sft.jsonl", gsm8k_data.build_sft(rows))
+        else:
+            src = Path(s.data.path) if Path(s.data.path).is_absolute() else self.base / s.data.path
+            if not src.is_file():
+                raise UsageError(f"specialist {s.name!r}: data file {src} does not exist")
+            (sdir / "sft.jsonl").write_bytes(src.read_bytes())
+        self._train("sft", cfg, sdir, resume)
+
+    def _run_fusion(self, fusion: dict[str, Any], out: Path) -> None:
+        import yaml
+
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "recipe.yaml"
+        path.write_text("# written by `harness pipeline`: this phase's fusion recipe\n"
+                        + yaml.safe_dump(fusion, sort_keys=False))
+        self._harness("fuse", "data", "--recipe", str(path))
+
+    def _run_eval(self, model: str, out: Path) -> None:
+        ev = self.recipe.evaluate
+        args = ["run", "suite", ev.suite, "--model", model, "--backend", ev.backend, "--out", str(out)]
+        if ev.benchmarks:
+            args += ["--benchmarks", ",".join(ev.benchmarks)]
+        if ev.limit:
+            args += ["--limit", str(ev.limit)]
+        if ev.max_tokens:
+            args += ["--max-tokens", str(ev.max_tokens)]
+        self._harness(*args, *ev.args)
+
+    def _run_leaderboard(self, out: Path, stats_dir: Path) -> None:
+        from leaderboards.build import build_leaderboard
+        from leaderboards.render import write_site
+        from leaderboards.spec import LeaderboardSpec, ModelEntry
+
+        r = self.recipe
+        target_label = next(e["label"] for e in self.evals if e["role"] == "target")
+        entries = [ModelEntry(results=str(e["dir"]), role=e["role"], label=e["label"],
+                              target=target_label if e["role"] == "candidate" else None) for e in self.evals]
+        spec = LeaderboardSpec(name=r.name, title=r.leaderboard.title or f"{r.name}: fusion pipeline",
+                               suite=None, benchmarks=r.evaluate.benchmarks, models=entries,
+                               description=f"Written by `harness pipeline` from {self.workdir}.")
+        lb = build_leaderboard(spec, self.store)
+        _attach_fusion_stats(lb, stats_dir)
+        write_site(lb, out, self.store)
+        for w in lb.warnings:
+            log.warning("leaderboard: %s", w)
+
+    def _run_gate(self, baseline_dir: Path, candidate_dir: Path, gate_file: Path) -> None:
+        from harness.gate import compare, load_run, to_json, to_markdown
+
+        g = self.recipe.gate
+        cmp = compare(load_run(str(baseline_dir)), load_run(str(candidate_dir)), alpha=g.alpha,
+                      benchmarks=g.benchmarks, n_boot=g.n_boot)
+        out = to_json(cmp)
+        out["passed"] = not any(row.failed for row in cmp.rows)
+        gate_file.parent.mkdir(parents=True, exist_ok=True)
+        (gate_file.parent / "gate.md").write_text(to_markdown(cmp), encoding="utf-8")
+        _write_json(gate_file, out)
+
+    # ---- running ------------------------------------------------------------------------------
+    def _key(self, stage: Stage) -> str:
+        spec = {k: (v() if callable(v) else v) for k, v in stage.spec.items()}
+        return _sha_json({"stage": stage.name, "spec": spec,
+                          "inputs": {d: self.outputs.get(d) for d in stage.deps}})
+
+    def _status_path(self, stage: Stage) -> Path:
+        return self.status_dir / f"{slug(stage.name)}.json"
+
+    def run(self, force: tuple[str, ...] = (), dry_run: bool = False) -> PipelineResult:
+        unknown = [f for f in force if f != "all" and f not in {s.name for s in self.stages}]
+        if unknown:
+            from harness.errors import did_you_mean
+
+            raise did_you_mean("stage", unknown[0], [s.name for s in self.stages] + ["all"])
+        result = PipelineResult(workdir=self.workdir)
+        n = len(self.stages)
+        for i, stage in enumerate(self.stages, 1):
+            key = self._key(stage)
+            path = self._status_path(stage)
+            status = json.loads(path.read_text()) if path.is_file() else {}
+            forced = "all" in force or stage.name in force
+            current = stage.outputs() if status.get("key") == key else None
+            if not forced and current is not None and current == status.get("outputs"):
+                self.outputs[stage.name] = current
+                result.stages.append(StageRecord(stage.name, "cached", key=key))
+                self.say(f"[{i}/{n}] {stage.name}: up to date ({stage.describe})")
+                continue
+            if dry_run:
+                result.stages.append(StageRecord(stage.name, "planned", key=key))
+                self.say(f"[{i}/{n}] {stage.name}: would run ({stage.describe})")
+                for later in self.stages[i:]:
+                    result.stages.append(StageRecord(later.name, "planned"))
+                    self.say(f"[-/{n}] {later.name}: would run if its inputs change ({later.describe})")
+                break
+            resume = status.get("pending") == key and not forced
+            _write_json(path, {"pending": key, "stage": stage.name, "started_at": time.time()})
+            self.say(f"[{i}/{n}] {stage.name}: {'resuming' if resume else 'running'} ({stage.describe})")
+            t0 = time.perf_counter()
+            stage.run(resume)
+            outs = stage.outputs()
+            if outs is None:
+                raise StageFailed(f"stage {stage.name} finished but its outputs are missing")
+            seconds = time.perf_counter() - t0
+            _write_json(path, {"key": key, "stage": stage.name, "outputs": outs, "seconds": round(seconds, 1),
+                               "finished_at": time.time()})
+            self.outputs[stage.name] = outs
+            result.stages.append(StageRecord(stage.name, "ran", seconds, key))
+            self.say(f"[{i}/{n}] {stage.name}: done in {seconds:.0f}s")
+        lb = self.workdir / "leaderboard" / "index.html"
+        result.leaderboard = lb if lb.is_file() else None
+        gate = self.workdir / "gate" / "gate.json"
+        result.gate = json.loads(gate.read_text()) if gate.is_file() and not dry_run else None
+        _write_json(self.workdir / "pipeline.json", {
+            "recipe": self.recipe.model_dump(), "stages": [s.__dict__ for s in result.stages],
+            "evals": [{k: str(v) for k, v in e.items()} for e in self.evals]})
+        return result
+
+
+def _attach_fusion_stats(lb, stats_dir: Path) -> None:
+    """Per-source statistics of the fusion data on the leaderboard page (when the leaderboard
+    supports it); the data files stay the source of truth."""
+    stats = stats_dir / "stats.json"
+    if not stats.is_file():
+        return
+    attach = getattr(lb, "attach_fusion_stats", None)
+    if callable(attach):
+        attach(stats)
