@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from harness.errors import UsageError
 from harness.gate import LoadedRun, load_run
 from harness.paired import compare_items, holm_adjust
+from leaderboards.fusion import FusionData, load_all, load_fusion_stats, match_rows
 from leaderboards.spec import LeaderboardSpec, ModelEntry
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class Leaderboard:
     warnings: list[str]
     store_path: str | None
     built_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    fusion: list[FusionData] = field(default_factory=list)  # `harness fuse data` stats, rows matched
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)
@@ -79,6 +82,18 @@ class Leaderboard:
 
     def pairs(self) -> list[tuple[str, str]]:
         return self.spec.compare_pairs(self.best_source())
+
+    def attach_fusion_stats(self, path: str | Path) -> FusionData:
+        """Show one more `harness fuse data` stats.json (or its output directory) on the page,
+        sources matched to this board's rows; the same as passing it to build_leaderboard.
+        A file already shown is not added twice. Raises UsageError for a wrong file."""
+        fd = load_fusion_stats(path)
+        for have in self.fusion:
+            if Path(have.path).resolve() == Path(fd.path).resolve():
+                return have
+        match_rows(fd, self.rows)
+        self.fusion.append(fd)
+        return fd
 
 
 def slugify(s: str) -> str:
@@ -154,7 +169,12 @@ def _consistency_warnings(columns: list[str], rows: list[Row]) -> list[str]:
     return out
 
 
-def build_leaderboard(spec: LeaderboardSpec, store=None) -> Leaderboard:
+def build_leaderboard(spec: LeaderboardSpec, store=None,
+                      fusion_stats: Sequence[str | Path] = ()) -> Leaderboard:
+    """The leaderboard of `spec`'s models. `fusion_stats` (stats.json files of `harness fuse
+    data`, or the directories holding them) add to the spec's own `fusion_stats:`; they are
+    read first, so a wrong path fails before any run is loaded."""
+    fusion = load_all([*spec.fusion_stats, *fusion_stats])
     finished = _finished_runs(store) if store is not None else []
     if store is not None and not finished and any(not m.results for m in spec.models):
         raise UsageError(f"the store {store.path} has no finished runs, so there is nothing to put on a "
@@ -182,7 +202,9 @@ def build_leaderboard(spec: LeaderboardSpec, store=None) -> Leaderboard:
                            "dataset_revision": first.get("dataset_revision"), "params": first.get("params"),
                            "judges": judges})
     lb = Leaderboard(spec, bench_info, rows, {}, _consistency_warnings(columns, rows),
-                     str(store.path) if store is not None else None)
+                     str(store.path) if store is not None else None, fusion=fusion)
+    for fd in fusion:
+        match_rows(fd, rows)
     lb.deltas = {r.key: candidate_deltas(lb, r) for r in rows if r.entry.role == "candidate"}
     return lb
 

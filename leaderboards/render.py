@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 CHART_W, BAR_H = 420, 18
+SHARE_W = 100  # the fusion table's share-of-SFT bar
 
 
 def _env():
@@ -32,6 +33,8 @@ def _env():
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.0f}%"
+    env.filters["pct1"] = lambda v: "–" if v is None else f"{100 * v:.1f}%"
+    env.filters["num"] = lambda v: "–" if v is None else (f"{v:.0f}" if isinstance(v, float) else str(v))
     env.filters["p"] = lambda p: "" if p is None else (f"{p:.1e}" if p < 0.001 else f"{p:.3f}")
     env.filters["sortval"] = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
     env.filters["js"] = lambda v: json.dumps(v, sort_keys=True)
@@ -169,7 +172,7 @@ def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
 
     index = out_dir / "index.html"
     index.write_text(env.get_template("index.html.j2").render(
-        lb=lb, scale=scale, charts=_charts(lb, scale), diffs=diffs, bar_w=80,
+        lb=lb, scale=scale, charts=_charts(lb, scale), diffs=diffs, bar_w=80, share_w=SHARE_W,
         xpos=lambda v, top, w: _x(v, top, w), has_items={k for k in item_cache}), encoding="utf-8")
     log.info("leaderboard %s: %d rows x %d benchmarks -> %s", lb.spec.name, len(lb.rows), len(bench_names), index)
     return index

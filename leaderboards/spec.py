@@ -19,6 +19,8 @@
     compare:                                      # optional: pairs for "where they differ" pages
                                                   # (default: each candidate vs its target and the best source)
       - [my-wrpo-candidate, google/gemma-2-27b-it]
+    fusion_stats: [data/fusion/stats.json]          # optional: `harness fuse data` statistics shown
+                                                  # beside the scores (a stats.json or its directory)
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class LeaderboardSpec(BaseModel):
     benchmarks: list[str] | None = None
     models: list[ModelEntry] = Field(min_length=1)
     compare: list[tuple[str, str]] = Field(default_factory=list)
+    fusion_stats: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> LeaderboardSpec:
@@ -135,4 +138,8 @@ def load_spec(name_or_path: str) -> LeaderboardSpec:
     for m in spec.models:  # relative `results:` paths are relative to the YAML file
         if m.results and not Path(m.results).is_absolute():
             m.results = str((base / m.results).resolve()) if (base / m.results).exists() else m.results
+    # fusion_stats always resolve against the YAML file, so a missing one is named by the
+    # path that was actually looked for
+    spec.fusion_stats = [f if Path(f).expanduser().is_absolute() else str((base / f).resolve())
+                         for f in spec.fusion_stats]
     return spec

@@ -1,10 +1,11 @@
 """The leaderboard page in a real headless Chromium (Debian `chromium`, driven by Playwright
 over the DevTools protocol; no Playwright browser download). Sorts a column, opens a
-drill-down, asserts on the DOM, checks there are no console errors or network fetches, and
-saves screenshots as artefacts (also to $HARNESS_ARTIFACTS when set)."""
+drill-down, asserts on the DOM (the fusion data section included), checks there are no
+console errors or network fetches, and saves screenshots as artefacts (also to $HARNESS_ARTIFACTS when set)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -45,7 +46,17 @@ def site(store, tmp_path):
     spec = LeaderboardSpec(name="browser", title="Browser test board", suite="math",
                            models=[{"model": "src", "role": "source"}, {"model": "tgt", "role": "target"},
                                    {"model": "cand", "role": "candidate"}, {"model": "base", "role": "baseline"}])
-    lb = build_leaderboard(spec, store)
+    # fusion data stats (the format `harness fuse data` writes): "src" is a leaderboard row,
+    # the other source's name is hostile and must show as text
+    fusion = tmp_path / "fusion"
+    fusion.mkdir()
+    entry = {"answers": 80, "dpo_pairs": 10, "wrpo_y_ws": 0, "correct_rate": 0.75, "verified_answers": 80,
+             "mean_score": 0.75, "mean_chars": 412.5, "mean_tokens": 101.25, "truncation_rate": 0.0125}
+    (fusion / "stats.json").write_text(json.dumps({"sources": {
+        "src": {**entry, "chosen_sft": 30, "chosen_share": 0.75},
+        EVIL: {**entry, "chosen_sft": 10, "chosen_share": 0.25, "correct_rate": 0.5}},
+        "sft_rows": 40, "dpo_rows": 20, "wrpo_rows": 0}))
+    lb = build_leaderboard(spec, store, fusion_stats=[fusion / "stats.json"])
     return lb, write_site(lb, tmp_path / "site", store)
 
 
@@ -81,7 +92,22 @@ def test_leaderboard_in_headless_chromium(site, tmp_path):
         assert page.locator("#deltas tbody tr").count() == 3  # cand: gsm8k, math500, average
         assert page.locator("#chart-gsm8k svg rect.bar").count() == 4
         assert "git sha" in page.locator("#provenance").inner_text()
+
+        # fusion data: the source that is a leaderboard row, its share bar, the hostile name as text
+        fusion = page.locator("#fusion-1")
+        assert fusion.is_visible()
+        src_row = fusion.locator("tr[data-source=src]")
+        assert src_row.get_attribute("data-model") == "src" and src_row.locator("td.share .val").inner_text() == "75.0%"
+        assert src_row.locator("td.share rect.bar").get_attribute("width") == "75.0"
+        assert fusion.locator("tfoot tr.total").inner_text().split("\t")[:4] == ["all sources", "160", "40", "100.0%"]
+        assert fusion.locator("tbody tr").nth(1).locator("td").first.inner_text() == EVIL
+        fusion.locator("th", has_text="correct").click()  # sorts: src (75%) first, then the 50% one
+        assert page.eval_on_selector_all("#fusion-1 tbody tr", "rs => rs.map(r => r.dataset.source)") == ["src", EVIL]
+        fusion.locator("th", has_text="correct").click()
+        assert page.eval_on_selector_all("#fusion-1 tbody tr", "rs => rs.map(r => r.dataset.source)") == [EVIL, "src"]
+        assert page.evaluate("window.__pwned") is None
         page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
+        fusion.screenshot(path=str(tmp_path / "fusion.png"))
 
         # drill down into the candidate's gsm8k items
         page.locator("#board tr[data-model=cand] td a[href='items/cand/gsm8k.html']").click()
@@ -106,6 +132,6 @@ def test_leaderboard_in_headless_chromium(site, tmp_path):
         assert set(rows) == differing and len(rows) == len(differing)
         ctx.close()
     assert problems == []
-    for shot in ("leaderboard.png", "drilldown.png"):
+    for shot in ("leaderboard.png", "drilldown.png", "fusion.png"):
         assert (tmp_path / shot).stat().st_size > 10_000
         _artefact(tmp_path / shot)

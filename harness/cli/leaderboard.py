@@ -15,6 +15,9 @@ def register(sub, parent) -> None:
                    help="a definition in leaderboards/ (by name) or a YAML file; omit with --suite")
     b.add_argument("--out", required=True, help="output directory (index.html goes here)")
     b.add_argument("--suite", help="without NAME: every model with a finished run of this suite, latest run each")
+    b.add_argument("--fusion-stats", action="append", default=[], metavar="FILE",
+                   help="a stats.json of `harness fuse data` (or its output directory) to show where the "
+                        "training answers came from; repeatable, adds to the definition's fusion_stats")
     b.set_defaults(func=cmd_build)
     ls = lsub.add_parser("list", parents=[parent], help="list the leaderboard definitions shipped in leaderboards/")
     ls.set_defaults(func=cmd_list)
@@ -56,10 +59,13 @@ def cmd_build(args) -> int:
         if store is None and any(not m.results for m in spec.models):
             raise UsageError(f"the store {args.store} does not exist: run `harness run suite "
                              f"{spec.suite or 'SUITE'} --model MODEL --store {args.store}` first, or pass --store")
-    lb = build_leaderboard(spec, store)
+    lb = build_leaderboard(spec, store, fusion_stats=args.fusion_stats)
     index = write_site(lb, Path(args.out), store)
-    console.print(f"wrote {index} ({len(lb.rows)} models x {len(lb.benchmarks)} benchmarks)", highlight=False)
     from rich.markup import escape
+
+    fusion = f", fusion data from {len(lb.fusion)} stats.json" if lb.fusion else ""
+    console.print(f"wrote {index} ({len(lb.rows)} models x {len(lb.benchmarks)} benchmarks{fusion})",
+                  highlight=False)
 
     for w in lb.warnings:  # params contain brackets: never let rich read them as markup
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
