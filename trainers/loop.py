@@ -107,6 +107,43 @@ def _mixed_precision(setting, torch) -> str:
     return "bf16" if supported else "no"
 
 
+def _deepspeed_process_group(ds_plugin) -> list:
+    """Prepare torch.distributed for DeepSpeed where accelerate 1.15 does not; return kwargs handlers.
+
+    * Not launched (a recipe's `deepspeed:` key under plain `harness train`): DeepSpeed needs a
+      process group even for one process, and accelerate only creates one for launched ranks
+      (it fails later at its first barrier). The rank variables of a one-process world are set.
+    * CPU-only ranks: accelerate picks the backend from the device (nccl, xccl, ...) and has
+      none for CPU unless `cpu=True`, which turns DeepSpeed off. With no backend DeepSpeed
+      still initialises torch.distributed itself (gloo, world size N), but accelerate records
+      `num_processes = 1`, fills the `auto` batch sizes for one rank, and DeepSpeed's engine
+      init fails (`train_batch_size ... 1 != 1 * 1 * 2`). Naming DeepSpeed's own CPU backend
+      (gloo, or ccl with oneCCL) makes accelerate count the real world size.
+    """
+    import os
+    import socket
+
+    from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
+
+    # `accelerate launch --use_deepspeed` asks through the environment, a recipe through the plugin
+    if ds_plugin is None and not parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+        return []
+    if int(os.environ.get("LOCAL_RANK", -1)) == -1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+            os.environ.setdefault(key, value)
+        log.info("DeepSpeed without a launcher: one process (use `accelerate launch --use_deepspeed` for more)")
+    from deepspeed.accelerator import get_accelerator
+
+    ds_accel = get_accelerator()
+    if ds_accel.device_name() != "cpu":
+        return []  # accelerate knows the GPU backends
+    return [InitProcessGroupKwargs(backend=ds_accel.communication_backend_name())]
+
+
 def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool = False,
           progress: bool = True) -> TrainResult:
     import torch
@@ -125,7 +162,7 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
         ds_plugin = DeepSpeedPlugin(hf_ds_config=cfg.deepspeed)
     mixed = _mixed_precision(cfg.bf16, torch)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mixed,
-                              deepspeed_plugin=ds_plugin)
+                              deepspeed_plugin=ds_plugin, kwargs_handlers=_deepspeed_process_group(ds_plugin))
     main = accelerator.is_main_process
     log.info("accelerate: %s, %d process(es), device %s, mixed precision %s", accelerator.distributed_type,
              accelerator.num_processes, accelerator.device, mixed)
