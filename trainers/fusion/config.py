@@ -22,6 +22,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RaySpec(_Strict):
+    """Where and how wide the Ray sampling stage runs (trainers/fusion/ray_sampling.py)."""
+
+    address: str | None = Field(None, description=(
+        "Ray cluster to attach to (`auto`, `ray://head:10001`); null: $RAY_ADDRESS, else start a local cluster"))
+    actors: int = Field(2, ge=1, description="engines per model: one backend (e.g. a vLLM engine) per actor")
+    num_cpus_per_actor: float = Field(1, ge=0)
+    num_gpus_per_actor: float = Field(0, ge=0, description=(
+        "GPUs per engine: tensor_parallel_size x pipeline_parallel_size for vLLM sources"))
+    chunk: int = Field(16, ge=1, description=(
+        "requests per task: the most a dead actor loses, and the batch one engine sees at a time"))
+
+
 class SamplingSpec(_Strict):
     """FuseChat-3.0 sampled 5 answers per source (8 for code) at T 0.8, top_p 0.95."""
 
@@ -30,6 +43,18 @@ class SamplingSpec(_Strict):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(2048, ge=1)
     seed: int = 0
+    # How sampling runs, not what it produces: cache keys and answers are the same either way.
+    executor: Literal["local", "ray"] = Field("local", description=(
+        "local: one engine in this process (vLLM's own tensor/data parallelism via backend_options); "
+        "ray: `ray.actors` engines on a Ray cluster, answers committed to the store by this process"))
+    ray: RaySpec = RaySpec()
+
+    @model_validator(mode="after")
+    def _ray_only_with_ray(self) -> SamplingSpec:
+        if "ray" in self.model_fields_set and self.executor != "ray":
+            raise ValueError("sampling.ray is set but sampling.executor is 'local', so it would be ignored; "
+                             "add `executor: ray` to the sampling section (or remove `ray`)")
+        return self
 
 
 class PoolSpec(_Strict):

@@ -131,7 +131,7 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
     failed: dict[str, str] = {}
     for s in recipe.sources:
         got, rep = sample_model(s.name, s.model, requests, store, s.backend, s.backend_options, progress,
-                                backend_factory=factories.get(s.name))
+                                backend_factory=factories.get(s.name), sampling=recipe.sampling)
         sampling_reports[s.name] = rep.to_dict()
         if rep.failed:
             failed[s.name] = rep.failed
@@ -147,7 +147,8 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
         t = recipe.target
         t_requests = build_requests(items, lambda it: t.n or max(pool_n[it.pool], 2), recipe.sampling)
         target_answers, rep = sample_model("target", t.model, t_requests, store, t.backend, t.backend_options,
-                                           progress, backend_factory=factories.get("target"))
+                                           progress, backend_factory=factories.get("target"),
+                                           sampling=recipe.sampling)
         sampling_reports["target"] = rep.to_dict()
         if rep.failed:
             failed["target"] = rep.failed

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import UsageError
 from harness.types import Request, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,21 @@ def cached_completions(requests: list[Request], model, store) -> dict[str, list[
 
 def sample_model(label: str, model_spec: str, requests: list[Request], store, backend: str = "auto",
                  backend_options: dict[str, Any] | None = None, progress: bool = True,
-                 backend_factory=None) -> tuple[dict[str, list[Answer]], SampleReport]:
+                 backend_factory=None, sampling=None) -> tuple[dict[str, list[Answer]], SampleReport]:
     """Answers per request id for one model. Never raises for a model that fails mid-way
-    (engine crash, server down): its finished answers are returned and the failure is in
-    the report. Bad model specs still raise, before anything is sampled."""
+    (engine crash, server down, a Ray actor lost): its finished answers are returned and the
+    failure is in the report. Bad model specs and bad Ray settings still raise, before
+    anything is sampled. `sampling` (the recipe's SamplingSpec) picks the executor: with
+    `executor: ray` the engines run as Ray actors (ray_sampling.py), same keys, same answers."""
     from harness.models import resolve_model
     from harness.runner import GenerationStats, LazyBackend, generate_all
     from harness.store import ModelRecord
 
+    ray_spec = sampling.ray if sampling is not None and sampling.executor == "ray" else None
+    if ray_spec is not None:
+        from trainers.fusion.ray_sampling import check_ray_spec
+
+        check_ray_spec(ray_spec, backend_options)
     model = resolve_model(model_spec, store)
     report = SampleReport(model=model.name, fingerprint=model.fingerprint, requests=len(requests))
     if model.kind != "candidate":  # candidates were registered by the trainer, with their parent
@@ -100,8 +108,14 @@ def sample_model(label: str, model_spec: str, requests: list[Request], store, ba
     stats = GenerationStats()
     answers: dict[str, list[Answer]] = {}
     try:
-        done = generate_all(requests, model, store, lazy, stats, progress=progress,
-                            description=f"sampling {label}")
+        if ray_spec is not None:
+            from trainers.fusion.ray_sampling import generate_on_ray
+
+            done = generate_on_ray(requests, model, store, backend_factory, ray_spec, stats, progress=progress,
+                                   description=f"sampling {label}")
+        else:
+            done = generate_all(requests, model, store, lazy, stats, progress=progress,
+                                description=f"sampling {label}")
         for r in requests:
             c = done.get(r.id)
             if c is None:
@@ -113,6 +127,8 @@ def sample_model(label: str, model_spec: str, requests: list[Request], store, ba
                 answers[r.id] = [Answer(text=t, source=label, index=i, finish_reason=fr,
                                         tokens=c.completion_tokens[i] if i < len(c.completion_tokens) else 0)
                                  for i, (t, fr) in enumerate(zip(c.texts, c.finish_reasons))]
+    except UsageError:  # bad settings found late (a Ray cluster too small): the user's to fix, not a crash
+        raise
     except Exception as e:  # noqa: BLE001 - any engine failure: keep what finished, record why
         report.failed = f"{type(e).__name__}: {e}"
         log.error("source %s failed after %d of %d prompts: %s; its finished answers are kept and the next run "
