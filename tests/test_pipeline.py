@@ -164,6 +164,7 @@ def test_dpo_preference_needs_no_second_data_phase(in_tmp):
     ("sft.data", "x.jsonl", "`data` is set by the pipeline"),
     ("preference.method", "ppo", "preference.method must be one of wrpo, dpo"),
     ("gate", {"candidate": "best"}, "gate.candidate"),
+    ("fusion.sources", [{"name": "target", "model": "smollm2-135m-instruct"}], "'target' is reserved"),
     ("specialists", [{"name": "m", "data": {"rows": 4}}], "exactly one of `builtin: gsm8k-gold` or `path"),
 ])
 def test_bad_recipes_are_clear_errors_before_any_stage(in_tmp, path, value, message):

@@ -153,6 +153,8 @@ class FusionRecipe(_Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what} names must be unique; repeated: {', '.join(dupes)}")
+        if "target" in [s.name for s in self.sources]:  # stats.json and answers.jsonl key the target so
+            raise ValueError("source name 'target' is reserved for the target-SFT model's samples; rename the source")
         if any(p.kind == "instruction" for p in self.pools):
             s = self.scoring
             if bool(s.reward_model) == bool(s.judge):
@@ -202,8 +204,12 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> tu
     try:
         recipe = FusionRecipe(**raw)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'recipe'}: {err['msg']}"
-                         + (f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else "")
-                         for err in e.errors())
-        raise UsageError(f"invalid fusion recipe {str(path)!r}: {msgs}") from e
+        raise UsageError(f"invalid fusion recipe {str(path)!r}: {validation_message(e)}") from e
     return recipe, p.resolve().parent
+
+
+def validation_message(e: ValidationError) -> str:
+    """pydantic's errors as `dotted.key: message (got value)`, one clause each."""
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'recipe'}: {err['msg']}"
+                     + (f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else "")
+                     for err in e.errors())

@@ -116,16 +116,10 @@ class PipelineRecipe(_Strict):
         return self.method == "wrpo"
 
 
-def _errors(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'recipe'}: {err['msg']}"
-                     + (f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else "")
-                     for err in e.errors())
-
-
 def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[PipelineRecipe, Path]:
     """The validated recipe and the directory its relative paths resolve against. The fusion
     section and every trainer section are validated here too, with their own schemas."""
-    from trainers.fusion.config import FusionRecipe, _check_keys
+    from trainers.fusion.config import FusionRecipe, _check_keys, validation_message
 
     p = Path(path)
     raw = load_yaml_mapping(p, "pipeline recipe", "see trainers/recipes/pipeline_*.yaml for examples")
@@ -134,14 +128,14 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     try:
         recipe = PipelineRecipe(**raw)
     except ValidationError as e:
-        raise UsageError(f"invalid pipeline recipe {str(path)!r}: {_errors(e)}") from e
+        raise UsageError(f"invalid pipeline recipe {str(path)!r}: {validation_message(e)}") from e
     base = p.resolve().parent
     fusion = fusion_recipe(recipe, output_dir="<workdir>/data", target_model="<target-sft>")
     _check_keys(fusion, FusionRecipe, "fusion.")
     try:
         FusionRecipe(**fusion)
     except ValidationError as e:
-        raise UsageError(f"invalid pipeline recipe {str(path)!r}, fusion section: {_errors(e)}") from e
+        raise UsageError(f"invalid pipeline recipe {str(path)!r}, fusion section: {validation_message(e)}") from e
     for where, cfg, method in _trainer_sections(recipe):
         trainer_config(cfg, method, base, model="<model>", data="<data>", output_dir="<out>", name="<name>",
                        where=f"{path}: {where}")
@@ -157,11 +151,14 @@ def _trainer_sections(recipe: PipelineRecipe) -> list[tuple[str, dict[str, Any],
 
 
 def fusion_recipe(recipe: PipelineRecipe, output_dir: str, target_model: str | None,
-                  data_dir: str | None = None) -> dict[str, Any]:
+                  data_dir: str | None = None, base: Path | None = None) -> dict[str, Any]:
     """The fusion recipe for one data phase: phase 1 has no target (SFT / DPO rows), phase 2
     samples the target-SFT model for WRPO (the sources' answers come back from the store)."""
     raw = {k: v for k, v in recipe.fusion.items() if k != "target"}
     raw.update(name=f"{recipe.name}-data", output_dir=output_dir)
+    if base is not None:  # the phase's recipe is written into the work dir: pin pool files to ours
+        raw["pools"] = [{**p, "path": str(base / p["path"])} if p.get("path") and not Path(p["path"]).is_absolute()
+                        else p for p in raw.get("pools", [])]
     if data_dir:
         raw["data_dir"] = data_dir
     if target_model is not None:
