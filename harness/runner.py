@@ -62,17 +62,30 @@ class LazyBackend:
             self.close_s = time.perf_counter() - t0  # engine shutdown, reported apart like start-up
 
 
-def generate_all(requests: list[Request], model: ResolvedModel, store: Store, backend: LazyBackend,
-                 stats: GenerationStats | None = None, progress: bool = True,
-                 description: str = "generating") -> dict[str, Completion]:
-    """Completions for every request, from the store when cached, else from the backend."""
-    stats = stats if stats is not None else GenerationStats()
+@dataclass
+class Pending:
+    """What the store could not answer: one representative request per distinct cache key
+    (duplicates generate once) and the request ids waiting on each, grouped by params."""
+
+    keys: dict[str, list[str]]  # request id -> its per-sample cache keys
+    unique: dict[str, Request]  # first key -> representative request
+    waiting: dict[str, list[str]]  # first key -> request ids that share it
+
+    def groups(self) -> dict[SamplingParams, list[Request]]:
+        out: dict[SamplingParams, list[Request]] = {}
+        for r in self.unique.values():
+            out.setdefault(r.params, []).append(r)
+        return out
+
+
+def split_cached(requests: list[Request], model: ResolvedModel, store: Store,
+                 stats: GenerationStats) -> tuple[dict[str, Completion], Pending]:
+    """Completions the store already holds (every sample cached), and what is left to generate."""
     keys = {r.id: [generation_key(model.fingerprint, model.template_hash, r, i) for i in range(r.params.n)]
             for r in requests}
     hits = store.lookup_generations([k for ks in keys.values() for k in ks])
     out: dict[str, Completion] = {}
-    unique: dict[str, Request] = {}  # first key -> representative request
-    waiting: dict[str, list[str]] = {}  # first key -> request ids that share it
+    pending = Pending(keys=keys, unique={}, waiting={})
     for r in requests:
         ks = keys[r.id]
         if all(k in hits for k in ks):
@@ -84,15 +97,23 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
                                    cached=True)
             stats.cached += 1
         else:
-            unique.setdefault(ks[0], r)
-            waiting.setdefault(ks[0], []).append(r.id)
+            pending.unique.setdefault(ks[0], r)
+            pending.waiting.setdefault(ks[0], []).append(r.id)
     stats.requests += len(requests)
+    return out, pending
+
+
+def generate_all(requests: list[Request], model: ResolvedModel, store: Store, backend: LazyBackend,
+                 stats: GenerationStats | None = None, progress: bool = True,
+                 description: str = "generating") -> dict[str, Completion]:
+    """Completions for every request, from the store when cached, else from the backend."""
+    stats = stats if stats is not None else GenerationStats()
+    out, pending = split_cached(requests, model, store, stats)
+    keys, unique, waiting = pending.keys, pending.unique, pending.waiting
     if not unique:
         return out
 
-    groups: dict[SamplingParams, list[Request]] = {}
-    for r in unique.values():
-        groups.setdefault(r.params, []).append(r)
+    groups = pending.groups()
     t_start = time.perf_counter()
     engine = backend.get()  # started before the clock: tokens/s measures generation, not start-up
     t0 = time.perf_counter()

@@ -44,8 +44,7 @@ from collections import deque
 from typing import Any
 
 from harness.errors import UsageError
-from harness.store import generation_key
-from harness.types import Completion, Request, SamplingParams
+from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
 
@@ -106,35 +105,15 @@ def generate_on_ray(requests: list[Request], model, store, backend_factory, spec
     """`harness.runner.generate_all` with the engine calls spread over Ray actors: completions
     for every request, from the store when cached, else from the actors (stored on arrival).
     Raises IncompleteSampling after the queue drains when some chunks were lost."""
-    from harness.runner import GenerationStats, _json, _progress
+    from harness.runner import GenerationStats, _progress, split_cached
 
     stats = stats if stats is not None else GenerationStats()
-    keys = {r.id: [generation_key(model.fingerprint, model.template_hash, r, i) for i in range(r.params.n)]
-            for r in requests}
-    hits = store.lookup_generations([k for ks in keys.values() for k in ks])
-    out: dict[str, Completion] = {}
-    unique: dict[str, Request] = {}  # first key -> representative request
-    waiting: dict[str, list[str]] = {}  # first key -> request ids that share it
-    for r in requests:
-        ks = keys[r.id]
-        if all(k in hits for k in ks):
-            rows = [hits[k] for k in ks]
-            out[r.id] = Completion(texts=[x["text"] for x in rows], finish_reasons=[x["finish_reason"] for x in rows],
-                                   prompt_tokens=rows[0]["prompt_tokens"] or 0,
-                                   completion_tokens=[x["completion_tokens"] or 0 for x in rows],
-                                   logprobs=[_json(x["logprobs"]) for x in rows] if rows[0]["logprobs"] else None,
-                                   cached=True)
-            stats.cached += 1
-        else:
-            unique.setdefault(ks[0], r)
-            waiting.setdefault(ks[0], []).append(r.id)
-    stats.requests += len(requests)
+    out, pending = split_cached(requests, model, store, stats)
+    keys, unique, waiting = pending.keys, pending.unique, pending.waiting
     if not unique:
         return out
 
-    groups: dict[SamplingParams, list[Request]] = {}
-    for r in unique.values():
-        groups.setdefault(r.params, []).append(r)
+    groups = pending.groups()
     chunks = deque(reqs[i:i + spec.chunk] for reqs in groups.values() for i in range(0, len(reqs), spec.chunk))
 
     def commit(chunk: list[Request], completions: list[Completion], advance) -> None:
