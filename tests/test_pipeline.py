@@ -185,3 +185,38 @@ def test_shipped_cpu_recipe_is_valid():
 
     recipe, _ = load_pipeline(REPO / "trainers" / "recipes" / "pipeline_cpu.yaml")
     assert recipe.method == "wrpo" and len(recipe.fusion["sources"]) == 2
+
+
+def test_a_stage_dies_with_a_killed_pipeline(tmp_path):
+    """SIGKILL of the pipeline must not leave its stage running (a re-run would race it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "pipeline_stand_in.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        "from trainers.pipeline.run import _die_with_parent\n"
+        "child = 'import os, sys, time; open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(120)'\n"
+        "subprocess.run([sys.executable, '-c', child, sys.argv[1]], preexec_fn=_die_with_parent)\n")
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], cwd=REPO)
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the stage outlived its pipeline")

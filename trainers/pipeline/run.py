@@ -94,6 +94,18 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "model"
 
 
+def _die_with_parent() -> None:
+    """A stage must not outlive a killed pipeline (a second run would race an orphaned trainer
+    for the same output dir): Linux sends it SIGTERM when the pipeline process dies."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches the whole process group
+        pass
+
+
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -127,7 +139,7 @@ class Pipeline:
         if not self.progress and args[0] in ("run", "train", "fuse"):
             cmd.append("--no-progress")
         self.say("$ harness " + " ".join(cmd[3:]))
-        rc = subprocess.run(cmd).returncode
+        rc = subprocess.run(cmd, preexec_fn=_die_with_parent).returncode
         if rc != 0:
             raise StageFailed(f"`harness {' '.join(args[:2])}` exited with {rc}; everything it finished is kept "
                               "(store, checkpoints): run the same `harness pipeline` command again to resume")
@@ -186,7 +198,7 @@ class Pipeline:
 
         sources = [dict(x) for x in r.fusion.get("sources", [])]
         data_dir1 = wd / "data"
-        fusion1 = fusion_recipe(r, str(data_dir1), None, self.data_dir)
+        fusion1 = fusion_recipe(r, str(data_dir1), None, self.data_dir, self.base)
         self._add(Stage(
             name="data", deps=[d for x in sources for d in model_dep(x["model"])],
             spec={"fusion": fusion1, "sources": lambda: {x["name"]: model_fp(x["model"]) for x in sources}},
@@ -210,7 +222,7 @@ class Pipeline:
             pref_deps = ["sft", "data"]
             if r.needs_target_samples:
                 data_dir2 = wd / "data-target"
-                fusion2 = fusion_recipe(r, str(data_dir2), sft_name, self.data_dir)
+                fusion2 = fusion_recipe(r, str(data_dir2), sft_name, self.data_dir, self.base)
                 self._add(Stage(
                     name="data-target", deps=["data", "sft"], spec={"fusion": fusion2},
                     run=lambda resume: self._run_fusion(fusion2, data_dir2),
@@ -324,8 +336,8 @@ class Pipeline:
         spec = LeaderboardSpec(name=r.name, title=r.leaderboard.title or f"{r.name}: fusion pipeline",
                                suite=None, benchmarks=r.evaluate.benchmarks, models=entries,
                                description=f"Written by `harness pipeline` from {self.workdir}.")
-        lb = build_leaderboard(spec, self.store)
-        _attach_fusion_stats(lb, stats_dir)
+        stats = [stats_dir] if (stats_dir / "stats.json").is_file() else []
+        lb = build_leaderboard(spec, self.store, fusion_stats=stats)
         write_site(lb, out, self.store)
         for w in lb.warnings:
             log.warning("leaderboard: %s", w)
@@ -399,14 +411,3 @@ class Pipeline:
             "recipe": self.recipe.model_dump(), "stages": [s.__dict__ for s in result.stages],
             "evals": [{k: str(v) for k, v in e.items()} for e in self.evals]})
         return result
-
-
-def _attach_fusion_stats(lb, stats_dir: Path) -> None:
-    """Per-source statistics of the fusion data on the leaderboard page (when the leaderboard
-    supports it); the data files stay the source of truth."""
-    stats = stats_dir / "stats.json"
-    if not stats.is_file():
-        return
-    attach = getattr(lb, "attach_fusion_stats", None)
-    if callable(attach):
-        attach(stats)
