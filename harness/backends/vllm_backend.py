@@ -46,6 +46,13 @@ class VLLMBackend:
                 # tokens/s. Eager wins for anything under ~10 minutes of generation; pass
                 # --backend-option enforce_eager=false for long runs.
                 enforce_eager = True
+            # vLLM's model runner rewinds a seeded request's generator when it discards the token
+            # sampled for a partial (chunked) prefill; CPU generators cannot rewind ("does not use
+            # offset"), so seeded sampling of a batch whose prompts overflow one step crashed the
+            # engine. Whole-prompt prefills (what vLLM itself forces for MLA on CPU) avoid it.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
+            if not engine_kwargs["enable_chunked_prefill"]:
+                engine_kwargs.setdefault("max_num_batched_tokens", max(max_model_len or 8192, 8192))
         kwargs: dict[str, Any] = dict(model=model.path, tokenizer=model.path, dtype=dtype, seed=seed,
                                       tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len)
         if model.kind == "hub" and model.revision:
