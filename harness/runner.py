@@ -71,6 +71,19 @@ class Pending:
     unique: dict[str, Request]  # first key -> representative request
     waiting: dict[str, list[str]]  # first key -> request ids that share it
 
+    def commit(self, r: Request, c: Completion, store: Store, model: ResolvedModel, out: dict[str, Completion],
+               stats: GenerationStats) -> int:
+        """Store one finished completion and hand it to every request sharing its key; returns
+        its token count (for progress)."""
+        store.put_completion(self.keys[r.id], model.fingerprint, r, c)
+        for rid in self.waiting[self.keys[r.id][0]]:
+            out[rid] = c
+        stats.generated += 1
+        stats.errors += c.error is not None
+        tokens = sum(c.completion_tokens)
+        stats.completion_tokens += tokens
+        return tokens
+
     def groups(self) -> dict[SamplingParams, list[Request]]:
         out: dict[SamplingParams, list[Request]] = {}
         for r in self.unique.values():
@@ -109,7 +122,7 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
     """Completions for every request, from the store when cached, else from the backend."""
     stats = stats if stats is not None else GenerationStats()
     out, pending = split_cached(requests, model, store, stats)
-    keys, unique, waiting = pending.keys, pending.unique, pending.waiting
+    unique = pending.unique
     if not unique:
         return out
 
@@ -124,15 +137,7 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
                 chunk = reqs[start:start + CHUNK]
 
                 def on_result(i: int, c: Completion, chunk: list[Request] = chunk) -> None:
-                    r = chunk[i]
-                    store.put_completion(keys[r.id], model.fingerprint, r, c)
-                    for rid in waiting[keys[r.id][0]]:
-                        out[rid] = c
-                    stats.generated += 1
-                    stats.errors += c.error is not None
-                    tokens = sum(c.completion_tokens)
-                    stats.completion_tokens += tokens
-                    advance(1, tokens)
+                    advance(1, pending.commit(chunk[i], c, store, model, out, stats))
 
                 engine.generate(chunk, on_result=on_result)
     stats.seconds += time.perf_counter() - t0

@@ -108,24 +108,17 @@ def generate_on_ray(requests: list[Request], model, store, backend_factory, spec
     from harness.runner import GenerationStats, _progress, split_cached
 
     stats = stats if stats is not None else GenerationStats()
-    out, pending = split_cached(requests, model, store, stats)
-    keys, unique, waiting = pending.keys, pending.unique, pending.waiting
+    out, todo = split_cached(requests, model, store, stats)
+    unique = todo.unique
     if not unique:
         return out
 
-    groups = pending.groups()
+    groups = todo.groups()
     chunks = deque(reqs[i:i + spec.chunk] for reqs in groups.values() for i in range(0, len(reqs), spec.chunk))
 
     def commit(chunk: list[Request], completions: list[Completion], advance) -> None:
         for r, c in zip(chunk, completions):
-            store.put_completion(keys[r.id], model.fingerprint, r, c)
-            for rid in waiting[keys[r.id][0]]:
-                out[rid] = c
-            stats.generated += 1
-            stats.errors += c.error is not None
-            tokens = sum(c.completion_tokens)
-            stats.completion_tokens += tokens
-            advance(1, tokens)
+            advance(1, todo.commit(r, c, store, model, out, stats))
 
     import ray
 
