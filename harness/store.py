@@ -115,9 +115,9 @@ class Store:
         # threads can write through it too.
         self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=60000")
+        self._enable_wal()
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         # executescript commits on its own, so it runs outside _write(); IF NOT EXISTS makes
         # it safe for two processes opening a new store at once.
         with self._lock:
@@ -126,6 +126,20 @@ class Store:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def _enable_wal(self) -> None:
+        """Switching a new database to WAL needs an exclusive lock and SQLite answers a
+        concurrent switch with SQLITE_BUSY without calling the busy handler, so two processes
+        opening a fresh store at once (e.g. two training ranks) fail; retry for a while."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._conn.close()
