@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import UsageError, did_you_mean
+from harness.yamlio import yaml_error
 
 SUITE_ENV = "HARNESS_SUITES_DIR"
 
@@ -116,9 +117,7 @@ def load_suite(name_or_path: str) -> SuiteSpec:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UsageError(f"{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
+        raise yaml_error(path, e, "suite") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}:1: a suite must be a mapping with 'name' and 'benchmarks'")
     data.setdefault("name", path.stem)

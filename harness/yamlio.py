@@ -20,9 +20,14 @@ def load_yaml_mapping(path: str | os.PathLike, what: str, hint: str = "") -> dic
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise UsageError(f"{where}: {what} is not valid YAML: {getattr(e, 'problem', None) or e}") from None
+        raise yaml_error(p, e, what) from None
     if not isinstance(data, dict):
         raise UsageError(f"{what} {str(path)!r} must be a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+def yaml_error(path: Path, error: Exception, what: str) -> UsageError:
+    """A YAML parse error as file:line, the form editors jump to."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark else str(path)
+    return UsageError(f"{where}: {what} is not valid YAML: {getattr(error, 'problem', None) or error}")

@@ -50,7 +50,7 @@ def test_malformed_yaml_gives_file_line(tmp_path):
     f.write_text("name: s\nbenchmarks:\n  - gsm8k\n   - math500: [\n")
     with pytest.raises(UsageError) as e:
         load_suite(str(f))
-    assert str(f) in str(e.value) and "malformed YAML" in str(e.value)
+    assert str(f) in str(e.value) and "not valid YAML" in str(e.value)
 
 
 def test_unknown_suite_did_you_mean():
