@@ -65,13 +65,19 @@ def gsm8k_gold(answer_field: str) -> str:
     return answer_field.split("####")[-1].strip().replace(",", "")
 
 
+# math-verify's 5 s default bounds pathological expressions, but on a loaded box the
+# first parse (grammar build, sympy import) alone can exceed it and a correct answer was
+# scored wrong; 20 s still bounds the pathological case.
+_VERIFY_TIMEOUT_S = 20
+
+
 def _parse(s: str):
     from math_verify import parse
 
     s = s.strip()
     if not s.startswith("$"):
         s = f"${s}$"
-    return parse(s)
+    return parse(s, parsing_timeout=_VERIFY_TIMEOUT_S)
 
 
 def is_equivalent(gold: str, predicted: str | None) -> bool:
@@ -84,7 +90,7 @@ def is_equivalent(gold: str, predicted: str | None) -> bool:
     g, p = _parse(gold), _parse(predicted.replace("\\!", ""))
     if not g or not p:
         return gold.strip() == predicted.strip()
-    return bool(verify(g, p))
+    return bool(verify(g, p, timeout_seconds=_VERIFY_TIMEOUT_S))
 
 
 def majority(answers: list[str | None]) -> str | None:
