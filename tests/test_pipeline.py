@@ -166,6 +166,9 @@ def test_dpo_preference_needs_no_second_data_phase(in_tmp):
     ("gate", {"candidate": "best"}, "gate.candidate"),
     ("fusion.sources", [{"name": "target", "model": "smollm2-135m-instruct"}], "'target' is reserved"),
     ("specialists", [{"name": "m", "data": {"rows": 4}}], "exactly one of `builtin: gsm8k-gold` or `path"),
+    ("evaluate.suite", "maths", "evaluate.suite: unknown suite 'maths'. Did you mean 'math'"),
+    ("evaluate.benchmarks", ["gsm8kk"], "evaluate.benchmarks: unknown benchmark 'gsm8kk'. Did you mean 'gsm8k'"),
+    ("gate", {"benchmarks": ["aime24"]}, "gate.benchmarks: unknown benchmark 'aime24'. Valid benchmarks: gsm8k. (from evaluate.benchmarks)"),
 ])
 def test_bad_recipes_are_clear_errors_before_any_stage(in_tmp, path, value, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -220,3 +223,22 @@ def test_a_stage_dies_with_a_killed_pipeline(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the stage outlived its pipeline")
+
+
+def test_a_suite_file_is_read_relative_to_the_recipe(tmp_path, monkeypatch):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "mine.yaml").write_text("name: mine\nbenchmarks: [gsm8k, math500]\n")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the suite file is not beside the working directory
+    recipe = with_(RECIPE, "evaluate", {"suite": "mine.yaml", "benchmarks": ["math500"], "limit": 2, "backend": "hf"})
+    r, base = load_pipeline(write(recipes, recipe))
+    pipe = Pipeline(r, base, str(tmp_path / "store.sqlite"), data_dir=str(tmp_path), progress=False)
+    calls: list[tuple[str, ...]] = []
+    pipe._harness = lambda *args: calls.append(args)
+    pipe._run_eval("some-model", tmp_path / "out")
+    assert calls[0][:3] == ("run", "suite", str(recipes / "mine.yaml"))
+    assert calls[0][calls[0].index("--benchmarks") + 1] == "math500"
+    with pytest.raises(UsageError, match="evaluate.benchmarks: unknown benchmark 'aime24'"):
+        load_pipeline(write(recipes, with_(recipe, "evaluate.benchmarks", ["gsm8k", "aime24"])))

@@ -136,10 +136,39 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         FusionRecipe(**fusion)
     except ValidationError as e:
         raise UsageError(f"invalid pipeline recipe {str(path)!r}, fusion section: {validation_message(e)}") from e
+    _check_evaluation(recipe, base, path)
     for where, cfg, method in _trainer_sections(recipe):
         trainer_config(cfg, method, base, model="<model>", data="<data>", output_dir="<out>", name="<name>",
                        where=f"{path}: {where}")
     return recipe, base
+
+
+def suite_path(recipe: PipelineRecipe, base: Path) -> str:
+    """evaluate.suite as `harness run suite` takes it: a suite name, or a YAML file relative
+    to the recipe like every other path in it."""
+    suite = recipe.evaluate.suite
+    if suite.endswith((".yaml", ".yml")) and not Path(suite).is_absolute() and (base / suite).is_file():
+        return str(base / suite)
+    return suite
+
+
+def _check_evaluation(recipe: PipelineRecipe, base: Path, path: str | Path) -> None:
+    """The suite and its benchmark subsets, checked now: a typo found at the eval stage
+    would cost the whole training run before it."""
+    from harness.errors import did_you_mean
+    from harness.suites_config import load_suite
+
+    suite = suite_path(recipe, base)
+    try:
+        names = [b.name for b in load_suite(suite).benchmarks]
+    except UsageError as e:
+        raise UsageError(f"{path}: evaluate.suite: {e}") from None
+    evaluated = recipe.evaluate.benchmarks or names
+    for where, wanted, valid, of in (("evaluate.benchmarks", recipe.evaluate.benchmarks, names, f"suite {suite!r}"),
+                                     ("gate.benchmarks", recipe.gate.benchmarks, evaluated, "evaluate.benchmarks")):
+        for b in wanted or []:
+            if b not in valid:
+                raise UsageError(f"{path}: {where}: {did_you_mean('benchmark', b, valid)} (from {of})")
 
 
 def _trainer_sections(recipe: PipelineRecipe) -> list[tuple[str, dict[str, Any], str]]:

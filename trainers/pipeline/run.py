@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, UsageError
-from trainers.pipeline.config import PipelineRecipe, fusion_recipe, trainer_config
+from trainers.pipeline.config import PipelineRecipe, fusion_recipe, suite_path, trainer_config
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ class Pipeline:
 
     def _run_eval(self, model: str, out: Path) -> None:
         ev = self.recipe.evaluate
-        args = ["run", "suite", ev.suite, "--model", model, "--backend", ev.backend, "--out", str(out)]
+        args = ["run", "suite", suite_path(self.recipe, self.base), "--model", model, "--backend", ev.backend, "--out", str(out)]
         if ev.benchmarks:
             args += ["--benchmarks", ",".join(ev.benchmarks)]
         if ev.limit:
@@ -327,6 +327,7 @@ class Pipeline:
     def _run_leaderboard(self, out: Path, stats_dir: Path) -> None:
         from leaderboards.build import build_leaderboard
         from leaderboards.render import write_site
+        from harness.suites_config import load_suite
         from leaderboards.spec import LeaderboardSpec, ModelEntry
 
         r = self.recipe
@@ -334,7 +335,8 @@ class Pipeline:
         entries = [ModelEntry(results=str(e["dir"]), role=e["role"], label=e["label"],
                               target=target_label if e["role"] == "candidate" else None) for e in self.evals]
         spec = LeaderboardSpec(name=r.name, title=r.leaderboard.title or f"{r.name}: fusion pipeline",
-                               suite=None, benchmarks=r.evaluate.benchmarks, models=entries,
+                               suite=load_suite(suite_path(r, self.base)).name, benchmarks=r.evaluate.benchmarks,
+                               models=entries,
                                description=f"Written by `harness pipeline` from {self.workdir}.")
         stats = [stats_dir] if (stats_dir / "stats.json").is_file() else []
         lb = build_leaderboard(spec, self.store, fusion_stats=stats)
