@@ -169,6 +169,26 @@ def test_build_data_writes_trainer_ready_files(tmp_path, store, data_dir):
     assert json.loads((out / "report.json").read_text())["sampling"]["strong"]["cached"] == 4
 
 
+def test_target_samples_only_prompts_that_have_a_y_ws(tmp_path, store, data_dir):
+    """WRPO rows need a source winner: the target is not sampled on prompts no source got right."""
+    recipe, base = _math_recipe(tmp_path, data_dir)
+    golds = gsm8k_gold_by_question(data_dir, 4)
+    solved = list(golds)[1:3]  # the sources get only questions 1 and 2 right
+    def some_right(req, i):
+        q = req.messages[-1]["content"].split("\nPlease reason")[0]
+        val = golds[q] if (q in solved and i == 0) else str(int(golds[q]) + 1)
+        return f"Sample {i}: \\boxed{{{val}}}."
+    fakes = {"strong": FakeBackend(some_right), "weak": FakeBackend(some_right),
+             "target": FakeBackend(math_responder(golds, {1}))}
+    res = build_data(recipe, base, store, progress=False, backend_factories={k: (lambda f=f: f) for k, f in fakes.items()})
+    sampled = [r.id for call in fakes["target"].calls for r in call]
+    assert sorted(sampled) == ["gsm/1", "gsm/2"]
+    assert res.counts["wrpo"] == 2
+    report = json.loads((res.output_dir / "report.json").read_text())
+    assert report["sampling"]["target"]["requests"] == 2 and report["sampling"]["target"]["prompts_without_y_ws"] == 2
+    assert report["selection"]["wrpo_dropped"] == {"no source answer to use as y_ws": 2}
+
+
 class CrashingBackend(FakeBackend):
     """Answers `ok` requests, then the engine dies (as a crashed vLLM worker would)."""
 

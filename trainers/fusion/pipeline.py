@@ -145,11 +145,15 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
     target_answers: dict[str, list] = {}
     if recipe.target is not None:
         t = recipe.target
-        t_requests = build_requests(items, lambda it: t.n or max(pool_n[it.pool], 2), recipe.sampling)
+        # Target samples only serve WRPO rows, and a row needs a y_ws: prompts no source got
+        # right (most of a hard pool for small models) would be sampled for nothing.
+        order = {name: i for i, name in enumerate(source_names)}
+        t_items = [it for it in items if selection.best_answer(it, answers.get(it.id, []), order) is not None]
+        t_requests = build_requests(t_items, lambda it: t.n or max(pool_n[it.pool], 2), recipe.sampling)
         target_answers, rep = sample_model("target", t.model, t_requests, store, t.backend, t.backend_options,
                                            progress, backend_factory=factories.get("target"),
                                            sampling=recipe.sampling)
-        sampling_reports["target"] = rep.to_dict()
+        sampling_reports["target"] = {**rep.to_dict(), "prompts_without_y_ws": len(items) - len(t_items)}
         if rep.failed:
             failed["target"] = rep.failed
         score_answers(items, target_answers, recipe, store, recipe.sampling.seed, judge_state, reward_state)
