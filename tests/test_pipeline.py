@@ -4,6 +4,7 @@ runs the real stages on the real model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,25 @@ def test_a_suite_file_is_read_relative_to_the_recipe(tmp_path, monkeypatch):
     assert calls[0][calls[0].index("--benchmarks") + 1] == "math500"
     with pytest.raises(UsageError, match="evaluate.benchmarks: unknown benchmark 'aime24'"):
         load_pipeline(write(recipes, with_(recipe, "evaluate.benchmarks", ["gsm8k", "aime24"])))
+
+
+def test_an_empty_training_set_stops_with_why_and_what_to_change(in_tmp):
+    r, base = load_pipeline(write(in_tmp, RECIPE))
+    pipe = Pipeline(r, base, str(in_tmp / "store.sqlite"), data_dir=str(in_tmp), progress=False)
+    counts = {"prompts": 48, "sft": 7, "dpo": 7, "wrpo": 0}
+    drops = {"wrpo_dropped": {"no source answer to use as y_ws": 41, "no correct target sample": 7}}
+
+    def fake_fuse(*args):  # what `harness fuse data` leaves when the SFT candidate is never right
+        out = Path(args[args.index("--recipe") + 1]).parent
+        (out / "report.json").write_text(json.dumps({"counts": counts, "selection": drops}))
+    pipe._harness = fake_fuse
+    stage = next(s for s in pipe.stages if s.name == "data-target")
+    with pytest.raises(StageFailed) as e:
+        stage.run(False)
+    msg = str(e.value)
+    assert "0 WRPO rows from 48 prompts (41 no source answer to use as y_ws, 7 no correct target sample)" in msg
+    assert "fusion.target.n" in msg and "Running again selects the same rows" in msg
+    counts["wrpo"] = 3
+    stage.run(False)  # rows: no complaint
+    pipe._harness = fake_fuse
+    next(s for s in pipe.stages if s.name == "data").run(False)  # phase 1 of WRPO needs SFT rows only: 7

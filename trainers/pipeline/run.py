@@ -202,7 +202,7 @@ class Pipeline:
         self._add(Stage(
             name="data", deps=[d for x in sources for d in model_dep(x["model"])],
             spec={"fusion": fusion1, "sources": lambda: {x["name"]: model_fp(x["model"]) for x in sources}},
-            run=lambda resume: self._run_fusion(fusion1, data_dir1),
+            run=lambda resume: self._run_fusion(fusion1, data_dir1, needs=self._phase1_needs()),
             outputs=lambda: _files_hash(data_dir1 / "sft.jsonl", data_dir1 / "dpo.jsonl"),
             describe=f"fusion data: {len(sources)} sources sample and are scored"))
 
@@ -225,7 +225,7 @@ class Pipeline:
                 fusion2 = fusion_recipe(r, str(data_dir2), sft_name, self.data_dir, self.base)
                 self._add(Stage(
                     name="data-target", deps=["data", "sft"], spec={"fusion": fusion2},
-                    run=lambda resume: self._run_fusion(fusion2, data_dir2),
+                    run=lambda resume: self._run_fusion(fusion2, data_dir2, needs=["wrpo"]),
                     outputs=lambda: _files_hash(data_dir2 / "wrpo.jsonl"),
                     describe=f"fusion data, phase 2: {sft_name} samples its own y_wt / y_l"))
                 pref_data, pref_deps = data_dir2 / "wrpo.jsonl", ["sft", "data-target"]
@@ -304,7 +304,12 @@ class Pipeline:
             (sdir / "sft.jsonl").write_bytes(src.read_bytes())
         self._train("sft", cfg, sdir, resume)
 
-    def _run_fusion(self, fusion: dict[str, Any], out: Path) -> None:
+    def _phase1_needs(self) -> list[str]:
+        """The phase-1 files a later stage trains on: SFT rows, and DPO pairs for the DPO family."""
+        return ["sft"] + (["dpo"] if self.recipe.preference is not None and not self.recipe.needs_target_samples
+                          else [])
+
+    def _run_fusion(self, fusion: dict[str, Any], out: Path, needs: list[str]) -> None:
         import yaml
 
         out.mkdir(parents=True, exist_ok=True)
@@ -312,6 +317,20 @@ class Pipeline:
         path.write_text("# written by `harness pipeline`: this phase's fusion recipe\n"
                         + yaml.safe_dump(fusion, sort_keys=False))
         self._harness("fuse", "data", "--recipe", str(path))
+        # An empty training set would fail the next stage with a bare "no usable rows" and
+        # invite a re-run that selects the same nothing: say why, and what changes it.
+        report = json.loads((out / "report.json").read_text())
+        for kind in needs:
+            if report["counts"].get(kind):
+                continue
+            drops = report["selection"].get(f"{kind}_dropped") or {}
+            why = ", ".join(f"{n} {reason}" for reason, n in drops.items()) or "no prompts"
+            more = "fusion.target.n (the SFT candidate's samples per prompt), " if kind == "wrpo" else ""
+            raise StageFailed(
+                f"fusion data in {out}: 0 {kind.upper()} rows from {report['counts'].get('prompts', 0)} prompts "
+                f"({why}). Running again selects the same rows; give the selection more to choose from: "
+                f"{more}more prompts (fusion.pools[].limit), more samples (fusion.sampling.n) or longer answers "
+                "(fusion.sampling.max_tokens)")
 
     def _run_eval(self, model: str, out: Path) -> None:
         ev = self.recipe.evaluate
