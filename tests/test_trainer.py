@@ -216,6 +216,28 @@ def test_precomputed_reference_gives_the_same_loss_as_running_the_reference(tiny
         assert a.last_metrics[key] == pytest.approx(b.last_metrics[key], rel=1e-4, abs=1e-6)
 
 
+def test_warmup_never_takes_every_step():
+    from trainers.loop import warmup_steps
+
+    assert [warmup_steps(0.1, n) for n in (1, 2, 10, 11, 100)] == [0, 1, 1, 2, 10]  # ceil, as transformers
+    assert warmup_steps(1.0, 4) == 3 and warmup_steps(0.0, 1) == 0
+
+
+def test_a_one_step_run_changes_the_weights(tiny_model_dir, tmp_path):
+    """One WRPO quadruple, one step, cosine with warmup: the step used to run at lr 0, and the
+    pipeline registered a 'WRPO candidate' identical to its SFT parent."""
+    from safetensors.torch import load_file
+
+    from trainers.loop import train
+
+    data = write_jsonl(tmp_path / "w.jsonl", wrpo_rows(1))
+    res = train(cfg_for(tmp_path, tiny_model_dir, data, max_steps=None, epochs=1, lr_scheduler="cosine",
+                        warmup_ratio=0.1), None, progress=False)
+    assert res.steps == 1 and res.last_metrics["lr"] > 0
+    before, after = load_file(str(tiny_model_dir / "model.safetensors")), load_file(str(res.output_dir / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
 @pytest.mark.parametrize("method", ["sft", "dpo", "dpo_norm", "ipo", "simpo"])
 def test_every_method_trains_and_lowers_its_loss(method, tiny_model_dir, tmp_path):
     from trainers.loop import train

@@ -52,6 +52,7 @@ class TrainResult:
     seconds: float
     ref_cache: str | None = None
     ref_cache_hit: bool | None = None
+    main_process: bool = True  # False on the other ranks of a multi-process run: they save nothing
 
 
 def prepare_output_dir(out: Path, overwrite: bool, resume: bool) -> Path | None:
@@ -256,7 +257,7 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
     total_steps = cfg.max_steps or max(1, math.ceil(updates_per_epoch * cfg.epochs))
     # Stepped by hand once per optimizer step (not accelerate-prepared, which would step it
     # once per process and shorten the schedule under data parallelism).
-    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup_steps(cfg.warmup_ratio, total_steps),
                               num_training_steps=total_steps)
 
     global_step, epoch, skip = 0, 0, 0
@@ -333,12 +334,13 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
                 optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
+            step_lr = scheduler.get_last_lr()[0]  # the rate this update used, not the next one's
             scheduler.step()
             global_step += 1
             if global_step % cfg.logging_steps == 0 or global_step == total_steps:
                 now = time.perf_counter()
                 rec = {"step": global_step, "epoch": round(epoch + batches_in_epoch / max(1, len(loader)), 4),
-                       "lr": scheduler.get_last_lr()[0], **{k: sum(v) / len(v) for k, v in acc.items()},
+                       "lr": step_lr, **{k: sum(v) / len(v) for k, v in acc.items()},
                        "tokens_per_s": tokens_since / max(now - t_log, 1e-9)}
                 if cfg.method == "wrpo":
                     rec["alpha"] = alpha
@@ -386,7 +388,15 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
             candidate = register_candidate(store, cfg.candidate_name, out, policy.name, info)
     return TrainResult(output_dir=out, candidate=candidate, steps=global_step, report=report,
                        metrics_file=metrics_file, first_metrics=first, last_metrics=last,
-                       seconds=time.perf_counter() - t_start, ref_cache=cache_file, ref_cache_hit=cache_hit)
+                       seconds=time.perf_counter() - t_start, ref_cache=cache_file, ref_cache_hit=cache_hit,
+                       main_process=main)
+
+
+def warmup_steps(ratio: float, total_steps: int) -> int:
+    """ceil(ratio × steps) as transformers counts it, but never every step: warmup starts at
+    lr 0, so a 1-step run (a handful of preference rows) would train at lr 0 and register a
+    candidate identical to its parent."""
+    return min(math.ceil(ratio * total_steps), max(total_steps - 1, 0))
 
 
 def _save_checkpoint(accelerator, out: Path, step: int, epoch: int, batches_in_epoch: int, scheduler) -> None:
