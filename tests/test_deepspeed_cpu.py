@@ -92,6 +92,8 @@ def test_deepspeed_cpu_ranks_train_like_one_process_with_the_summed_batch(launch
     log = " ".join((p.stdout + p.stderr).split())
     ranks = 1 if launcher == "none" else 2
     assert f"DistributedType.DEEPSPEED, {ranks} process(es)" in log
+    # one summary, from the rank that saved and registered the model (not one per rank)
+    assert log.count("optimizer steps in") == 1 and "registered candidate None" not in log
 
     start = load_file(str(tiny_model_dir / "model.safetensors"))
     single = load_file(str(single_dir / "model.safetensors"))

@@ -74,6 +74,8 @@ def cmd_train(args) -> int:
         load_suite(args.eval_suite)  # fail before hours of training, not after
     store = open_store(args)
     res = train(cfg, store, overwrite=args.overwrite, resume=args.resume, progress=not args.no_progress)
+    if not res.main_process:
+        return 0  # one summary and one evaluation per run, from the rank that saved the model
     console.print(f"data: {res.report.summary()}")
     if res.first_metrics and res.last_metrics:
         keys = [k for k in ("loss", "margins", "accuracies", "alpha") if k in res.last_metrics]
