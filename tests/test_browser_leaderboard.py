@@ -54,7 +54,10 @@ def site(store, tmp_path):
              "mean_score": 0.75, "mean_chars": 412.5, "mean_tokens": 101.25, "truncation_rate": 0.0125}
     (fusion / "stats.json").write_text(json.dumps({"sources": {
         "src": {**entry, "chosen_sft": 30, "chosen_share": 0.75},
-        EVIL: {**entry, "chosen_sft": 10, "chosen_share": 0.25, "correct_rate": 0.5}},
+        EVIL: {**entry, "chosen_sft": 10, "chosen_share": 0.25, "correct_rate": 0.5,
+               # a checkpoint path as the pipeline records it: long, and with no space to wrap at
+               "model": "/home/researcher/fusion-runs/" + "specialist-" * 12 + "/checkpoint-final"},
+        "target": {**entry, "wrpo_y_ws": None}},
         "sft_rows": 40, "dpo_rows": 20, "wrpo_rows": 0}))
     lb = build_leaderboard(spec, store, fusion_stats=[fusion / "stats.json"])
     return lb, write_site(lb, tmp_path / "site", store)
@@ -100,12 +103,19 @@ def test_leaderboard_in_headless_chromium(site, tmp_path):
         assert src_row.get_attribute("data-model") == "src" and src_row.locator("td.share .val").inner_text() == "75.0%"
         assert src_row.locator("td.share rect.bar").get_attribute("width") == "75.0"
         assert fusion.locator("tfoot tr.total").inner_text().split("\t")[:4] == ["all sources", "160", "40", "100.0%"]
-        assert fusion.locator("tbody tr").nth(1).locator("td").first.inner_text() == EVIL
+        name_cell = fusion.locator("tbody tr").nth(1).locator("td").first
+        assert name_cell.inner_text().startswith(EVIL) and name_cell.locator("small").inner_text().endswith(
+            "/checkpoint-final")
         fusion.locator("th", has_text="correct").click()  # sorts: src (75%) first, then the 50% one
         assert page.eval_on_selector_all("#fusion-1 tbody tr", "rs => rs.map(r => r.dataset.source)") == ["src", EVIL]
         fusion.locator("th", has_text="correct").click()
         assert page.eval_on_selector_all("#fusion-1 tbody tr", "rs => rs.map(r => r.dataset.source)") == [EVIL, "src"]
         assert page.evaluate("window.__pwned") is None
+        # a 1200px window: the page never scrolls sideways and the fusion table fits whole
+        page.set_viewport_size({"width": 1200, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        assert page.evaluate("(() => { const t = document.querySelector('#fusion-1 table.fusion-sources');"
+                             " return t.scrollWidth <= t.parentElement.clientWidth; })()")
         page.screenshot(path=str(tmp_path / "leaderboard.png"), full_page=True)
         fusion.screenshot(path=str(tmp_path / "fusion.png"))
 
