@@ -344,9 +344,9 @@ class Pipeline:
         self._harness(*args, *ev.args)
 
     def _run_leaderboard(self, out: Path, stats_dir: Path) -> None:
+        from harness.suites_config import load_suite
         from leaderboards.build import build_leaderboard
         from leaderboards.render import write_site
-        from harness.suites_config import load_suite
         from leaderboards.spec import LeaderboardSpec, ModelEntry
 
         r = self.recipe
