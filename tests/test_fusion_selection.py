@@ -140,6 +140,23 @@ def test_wrpo_quadruple_takes_source_best_and_target_correct_and_wrong():
     assert dropped == {"no incorrect target sample": 1, "no source answer to use as y_ws": 1}
 
 
+def test_wrpo_can_keep_y_ws_as_y_wt_when_the_target_is_never_right():
+    it = [item("1"), item("2"), item("3")]
+    answers = {"p/1": [right("a", 0, "source right")], "p/2": [right("a", 0, "source right 2")],
+               "p/3": [right("a", 0, "source right 3")]}
+    target = {"p/1": [wrong("target", 0, "t wrong"), wrong("target", 1, "t wrong, longer")],
+              "p/2": [right("target", 0, "t right"), wrong("target", 1, "t wrong")],
+              "p/3": [right("target", 0, "t right")]}  # no wrong sample: nothing to reject, either way
+    rows, dropped = select_wrpo(it, answers, target, SOURCES)
+    assert [r["id"] for r in rows] == ["p/2"] and "y_wt_from" not in rows[0]
+    assert dropped == {"no correct target sample": 1, "no incorrect target sample": 1}
+    rows, dropped = select_wrpo(it, answers, target, SOURCES, without_correct_target="y_ws")
+    assert [r["id"] for r in rows] == ["p/1", "p/2"]
+    assert (rows[0]["y_wt"], rows[0]["y_l"], rows[0]["y_wt_from"]) == ("source right", "t wrong, longer", "y_ws")
+    assert rows[1]["y_wt"] == "t right" and "y_wt_from" not in rows[1]
+    assert dropped == {"no incorrect target sample": 1}
+
+
 def test_wrpo_instruction_needs_a_strict_target_margin():
     it = [item("1", "instruction")]
     answers = {"p/1": [ans("a", 0, "src", 0.9)]}

@@ -53,6 +53,9 @@ def cmd_data(args) -> int:
         dropped = sel[f"{what}_dropped"]
         why = "; ".join(f"{n} {r}" for r, n in dropped.items())
         console.print(f"{what}: {res.counts[what]} rows" + (f" (dropped: {why})" if why else ""))
+    if sel.get("wrpo_y_wt_from_y_ws"):
+        console.print(f"  wrpo: {sel['wrpo_y_wt_from_y_ws']} rows use y_ws as y_wt (no correct target sample; "
+                      "selection.wrpo_without_correct_target: y_ws)")
     cont = json.loads((res.output_dir / "contamination.json").read_text())
     console.print(f"contamination ({cont['n']}-grams vs {', '.join(cont['checked']) or 'no benchmarks'}): "
                   f"{len(cont['contaminated_prompts'])} prompts hit"

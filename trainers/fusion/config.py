@@ -111,6 +111,10 @@ class SelectionSpec(_Strict):
     gap_on_verified: bool = Field(False, description=(
         "apply the gap window to math/code pairs too (their 0/1 verifier gap is always 1, so by default "
         "the window applies to reward-model-scored pools only)"))
+    wrpo_without_correct_target: Literal["drop", "y_ws"] = Field("drop", description=(
+        "verified pools, a prompt where the target has no correct sample of its own: drop it (WRPO as "
+        "published), or use y_ws as y_wt too, which makes that row's WRPO term DPO(y_ws > y_l), the alpha = 1 "
+        "end of WRPO's mix; for weak targets that rarely solve the pool"))
 
     @model_validator(mode="after")
     def _window(self) -> SelectionSpec:

@@ -163,7 +163,8 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
     sel = recipe.selection
     sft, sft_drop = selection.select_sft(items, answers, source_names)
     dpo, dpo_drop = selection.select_dpo(items, answers, source_names, sel.gap_min, sel.gap_max, sel.gap_on_verified)
-    wrpo, wrpo_drop = (selection.select_wrpo(items, answers, target_answers, source_names)
+    wrpo, wrpo_drop = (selection.select_wrpo(items, answers, target_answers, source_names,
+                                             sel.wrpo_without_correct_target)
                        if recipe.target is not None else ([], Counter()))
 
     # Contamination: every prompt, and every answer that would be trained towards.
@@ -213,6 +214,7 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
         "pools": {k: v.to_dict() for k, v in pool_reports.items()},
         "sampling": sampling_reports, "failed_models": failed, "scorers": scorers,
         "selection": {"sft_dropped": dict(sft_drop), "dpo_dropped": dict(dpo_drop), "wrpo_dropped": dict(wrpo_drop),
+                      "wrpo_y_wt_from_y_ws": sum(r.get("y_wt_from") == "y_ws" for r in wrpo),
                       "tie_break": "best: score desc, shorter text, source order, sample index; "
                                    "worst: score asc, longer text, source order, sample index"},
         "counts": counts, "seconds": round(time.perf_counter() - t_start, 2),

@@ -121,10 +121,12 @@ def select_dpo(items: list, answers: dict[str, list], sources: list[str], gap_mi
 
 
 def select_wrpo(items: list, answers: dict[str, list], target_answers: dict[str, list],
-                sources: list[str]) -> tuple[list[dict], Counter]:
+                sources: list[str], without_correct_target: str = "drop") -> tuple[list[dict], Counter]:
     """WRPO quadruples: y_ws = the best source answer (the SFT answer), y_wt = the target's best
     own sample, y_l = the target's worst; on verified pools y_wt must be correct and y_l
-    incorrect, on instruction pools y_wt must score strictly higher than y_l."""
+    incorrect, on instruction pools y_wt must score strictly higher than y_l. A verified prompt
+    with no correct target sample is dropped, or with `without_correct_target="y_ws"` keeps
+    y_ws as y_wt (the row is then DPO(y_ws > y_l); `y_wt_from` says so)."""
     order, rows, dropped = _order(sources), [], Counter()
     for it in items:
         ws = best_answer(it, answers.get(it.id, []), order)
@@ -138,6 +140,9 @@ def select_wrpo(items: list, answers: dict[str, list], target_answers: dict[str,
         verified = it.kind in VERIFIED
         wt = best(tgt, order, True if verified else None)
         lo = worst(tgt, order, False if verified else None)
+        wt_from = "target"
+        if wt is None and verified and without_correct_target == "y_ws" and lo is not None:
+            wt, wt_from = ws, "y_ws"
         if wt is None:
             dropped["no correct target sample" if verified else "no scored target sample"] += 1
             continue
@@ -149,7 +154,7 @@ def select_wrpo(items: list, answers: dict[str, list], target_answers: dict[str,
             continue
         rows.append({"id": it.id, "pool": it.pool, "prompt": it.prompt, "y_ws": ws.text, "y_wt": wt.text,
                      "y_l": lo.text, "source": ws.source, "y_ws_score": ws.score, "y_wt_score": wt.score,
-                     "y_l_score": lo.score})
+                     "y_l_score": lo.score, **({"y_wt_from": "y_ws"} if wt_from == "y_ws" else {})})
     return rows, dropped
 
 
