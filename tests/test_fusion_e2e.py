@@ -43,7 +43,11 @@ def test_fuse_data_on_the_embedded_model_then_fully_cached(tmp_path, data_dir, e
     report = json.loads((out / "report.json").read_text())
     s = report["sampling"]["smollm2"]
     assert (s["requests"], s["generated"], s["cached"], s["errors"], s["failed"]) == (4, 4, 0, 0, None)
-    assert report["sampling"]["target"]["cached"] == 4  # same model, same params: no second engine
+    # the target is sampled only on prompts a source solved (a WRPO row needs a y_ws); same model,
+    # same params: those come from the store, no second engine
+    solved = sum(any(x["correct"] for x in a["answers"]) for a in _jsonl(out / "answers.jsonl"))
+    t = report["sampling"]["target"]
+    assert (t["requests"], t["cached"], t["generated"], t["prompts_without_y_ws"]) == (solved, solved, 0, 4 - solved)
     assert report["scorers"]["gsm8k-train"]["type"] == "verifier"
     answers = _jsonl(out / "answers.jsonl")
     assert len(answers) == 4 and all(len(a["answers"]) == 2 for a in answers)
