@@ -147,8 +147,7 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
         t = recipe.target
         # Target samples only serve WRPO rows, and a row needs a y_ws: prompts no source got
         # right (most of a hard pool for small models) would be sampled for nothing.
-        order = {name: i for i, name in enumerate(source_names)}
-        t_items = [it for it in items if selection.best_answer(it, answers.get(it.id, []), order) is not None]
+        t_items = selection.with_y_ws(items, answers, source_names)
         t_requests = build_requests(t_items, lambda it: t.n or max(pool_n[it.pool], 2), recipe.sampling)
         target_answers, rep = sample_model("target", t.model, t_requests, store, t.backend, t.backend_options,
                                            progress, backend_factory=factories.get("target"),

@@ -54,6 +54,12 @@ def best_answer(item, answers: list, order: dict[str, int]):
     return best(answers, order, True if item.kind in VERIFIED else None)
 
 
+def with_y_ws(items: list, answers: dict[str, list], sources: list[str]) -> list:
+    """The prompts that have an SFT answer, i.e. a WRPO y_ws: the only ones worth target samples."""
+    order = _order(sources)
+    return [it for it in items if best_answer(it, answers.get(it.id, []), order) is not None]
+
+
 def select_sft(items: list, answers: dict[str, list], sources: list[str]) -> tuple[list[dict], Counter]:
     order, rows, dropped = _order(sources), [], Counter()
     for it in items:
@@ -140,9 +146,9 @@ def select_wrpo(items: list, answers: dict[str, list], target_answers: dict[str,
         verified = it.kind in VERIFIED
         wt = best(tgt, order, True if verified else None)
         lo = worst(tgt, order, False if verified else None)
-        wt_from = "target"
-        if wt is None and verified and without_correct_target == "y_ws" and lo is not None:
-            wt, wt_from = ws, "y_ws"
+        wt_is_ws = wt is None and verified and without_correct_target == "y_ws" and lo is not None
+        if wt_is_ws:
+            wt = ws
         if wt is None:
             dropped["no correct target sample" if verified else "no scored target sample"] += 1
             continue
@@ -154,7 +160,7 @@ def select_wrpo(items: list, answers: dict[str, list], target_answers: dict[str,
             continue
         rows.append({"id": it.id, "pool": it.pool, "prompt": it.prompt, "y_ws": ws.text, "y_wt": wt.text,
                      "y_l": lo.text, "source": ws.source, "y_ws_score": ws.score, "y_wt_score": wt.score,
-                     "y_l_score": lo.score, **({"y_wt_from": "y_ws"} if wt_from == "y_ws" else {})})
+                     "y_l_score": lo.score, **({"y_wt_from": "y_ws"} if wt_is_ws else {})})
     return rows, dropped
 
 
