@@ -1,0 +1,1 @@
+"""Token-level knowledge fusion: teacher signals, vocabulary alignment, distillation losses."""
