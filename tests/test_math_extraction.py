@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.benchmarks.math_answers import extract_answer, gsm8k_gold, is_equivalent, last_boxed, majority
+from harness.scoring.math import extract_answer, gsm8k_gold, is_equivalent, last_boxed, majority
 
 EXTRACT_CASES = [
     # (model text, expected extracted string)

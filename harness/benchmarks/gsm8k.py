@@ -11,7 +11,7 @@ math-verify against the number after '####'. 95% CI by bootstrap over items.
 from __future__ import annotations
 
 from harness.benchmarks.base import Benchmark, Example, take
-from harness.benchmarks.math_answers import extract_answer, gsm8k_gold, is_equivalent
+from harness.scoring.math import extract_answer, gsm8k_gold, is_equivalent
 from harness.data import DataSource, load_rows
 from harness.stats import mean_metric
 from harness.types import Completion, Request, SamplingParams
