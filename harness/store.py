@@ -85,6 +85,15 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE INDEX IF NOT EXISTS scores_by_run ON scores(run_id, benchmark);
 CREATE INDEX IF NOT EXISTS generations_by_model ON generations(model_fingerprint, request_id);
+-- lineage: every parent of a model (a merge has the base and each merged model). models.parent
+-- stays the single "started from" model; this table adds the full list in order.
+CREATE TABLE IF NOT EXISTS model_parents (
+    model TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    parent TEXT NOT NULL,
+    role TEXT NOT NULL,            -- base | merged | trained-from
+    PRIMARY KEY (model, position)
+);
 """
 
 
@@ -97,6 +106,14 @@ class ModelRecord:
     template_hash: str | None = None
     parent: str | None = None
     info: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModelParent:
+    """One edge of a model's lineage: `parent` is a model name, `role` says how it was used."""
+
+    parent: str
+    role: str  # base | merged | trained-from
 
 
 def generation_key(model_fingerprint: str, template_hash: str | None, request: Request, sample_index: int) -> str:
@@ -172,7 +189,9 @@ class Store:
             return [dict(zip(cols, row)) for row in cur.fetchall()]
 
     # ---- models -------------------------------------------------------------------
-    def register_model(self, rec: ModelRecord) -> None:
+    def register_model(self, rec: ModelRecord, parents: list[ModelParent] | None = None) -> None:
+        """Insert or replace a model. `parents` (in order) replaces its lineage in the same
+        transaction, so a model is never visible without its parents."""
         with self._write() as c:
             c.execute(
                 "INSERT INTO models(name, fingerprint, kind, path, template_hash, parent, info, created_at)"
@@ -182,6 +201,10 @@ class Store:
                 (rec.name, rec.fingerprint, rec.kind, rec.path, rec.template_hash, rec.parent,
                  json.dumps(rec.info or {}), time.time()),
             )
+            if parents is not None:
+                c.execute("DELETE FROM model_parents WHERE model = ?", (rec.name,))
+                c.executemany("INSERT INTO model_parents(model, position, parent, role) VALUES (?,?,?,?)",
+                              [(rec.name, i, p.parent, p.role) for i, p in enumerate(parents)])
 
     def get_model(self, name: str) -> ModelRecord | None:
         rows = self._query("SELECT * FROM models WHERE name = ?", (name,))
@@ -190,6 +213,15 @@ class Store:
         r = rows[0]
         return ModelRecord(r["name"], r["fingerprint"], r["kind"], r["path"], r["template_hash"], r["parent"],
                            json.loads(r["info"]))
+
+    def model_parents(self, name: str) -> list[ModelParent]:
+        """The model's parents in order; models registered before lineage existed (or with a
+        single parent only) report their `parent` column as one "trained-from" parent."""
+        rows = self._query("SELECT parent, role FROM model_parents WHERE model = ? ORDER BY position", (name,))
+        if rows:
+            return [ModelParent(r["parent"], r["role"]) for r in rows]
+        rec = self.get_model(name)
+        return [ModelParent(rec.parent, "trained-from")] if rec is not None and rec.parent else []
 
     def list_models(self) -> list[ModelRecord]:
         return [ModelRecord(r["name"], r["fingerprint"], r["kind"], r["path"], r["template_hash"], r["parent"],
