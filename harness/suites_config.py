@@ -122,7 +122,7 @@ def load_suite(name_or_path: str) -> SuiteSpec:
         raise UsageError(f"{path}:1: a suite must be a mapping with 'name' and 'benchmarks'")
     data.setdefault("name", path.stem)
     try:
-        return SuiteSpec.model_validate(data)
+        spec = SuiteSpec.model_validate(data)
     except ValidationError as e:
         lines = []
         for err in e.errors():
@@ -136,6 +136,24 @@ def load_suite(name_or_path: str) -> SuiteSpec:
                     _allowed_keys(loc[:-1]))
             lines.append(f"{path}:{line}: {key}: {msg}")
         raise UsageError("invalid suite\n  " + "\n  ".join(lines)) from None
+    _check_options(spec, path, node)
+    return spec
+
+
+def _check_options(spec: SuiteSpec, path: Path, node: yaml.Node | None) -> None:
+    """Each entry's `options` against its benchmark's typed Options (did-you-mean at file:line)."""
+    from harness.benchmarks import BENCHMARKS
+    from harness.benchmarks.base import validate_options
+
+    for i, entry in enumerate(spec.benchmarks):
+        cls = BENCHMARKS.resolve(entry.name)
+        try:
+            validate_options(entry.name, cls.Options, entry.options)
+        except UsageError as e:
+            bad = next((k for k in entry.options if k not in cls.Options.model_fields), None)
+            loc = ("benchmarks", i, "options") + ((bad,) if bad else ())
+            line = _line_of(node, loc) if node is not None else None
+            raise UsageError(f"{path}:{line}: benchmarks.{i}.options: {e}") from None
 
 
 def _allowed_keys(parent: tuple) -> list[str]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from harness.benchmarks.base import Benchmark, Example, take
 from harness.benchmarks.gsm8k import PROMPT
-from harness.scoring.math import extract_answer, is_equivalent, majority
 from harness.data import DataSource, load_rows
+from harness.scoring.math import extract_answer, is_equivalent, majority
 from harness.stats import mean_metric
 from harness.types import Completion, Request, SamplingParams
 

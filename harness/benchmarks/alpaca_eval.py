@@ -35,7 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, take
+from harness.benchmarks.base import Benchmark, Example, JudgedOptions, take
 from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
 from harness.errors import DataNotFoundError, HarnessError, UsageError
 from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
@@ -101,7 +101,12 @@ def is_switched(instruction: str, seed: int = SWITCH_SEED) -> bool:
     return random.Random(SWITCH_COLUMN + instruction + str(seed)).choices([False, True], k=1)[0]
 
 
+class AlpacaEval2Options(JudgedOptions):
+    """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
+
+
 class AlpacaEval2(Benchmark):
+    Options = AlpacaEval2Options
     name = "alpaca-eval-2"
     VERSION = "1"
     headline = "length_controlled_winrate"

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, take
+from harness.benchmarks.base import Benchmark, Example, JudgedOptions, take
 from harness.data import DataSource, load_rows, read_jsonl, resolve_data_dir
 from harness.errors import DataNotFoundError, UsageError
 from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
@@ -102,7 +102,17 @@ def answer_text(row: dict[str, Any]) -> str:
     return row["choices"][0]["turns"][0]["content"]
 
 
+class ArenaHardOptions(JudgedOptions):
+    """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
+
+    version: str | None = None  # v0.1 (default) or v2.0
+    answers: str | None = None  # a baseline/answers model name
+    bootstrap_rounds: int | None = None
+    style_control: bool = False
+
+
 class ArenaHard(Benchmark):
+    Options = ArenaHardOptions
     name = "arena-hard"
     VERSION = "1"
     headline = "score"

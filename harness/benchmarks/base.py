@@ -13,10 +13,15 @@ from __future__ import annotations
 import logging
 import random
 from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.errors import UsageError, did_you_mean
 from harness.types import Completion, Request, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -40,16 +45,57 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class BenchmarkOptions(BaseModel):
+    """A benchmark's `options:` (suite file, `--option BENCH.KEY=VALUE`). Each benchmark
+    declares its own subclass; an unknown key is an error with did-you-mean, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JudgedOptions(BenchmarkOptions):
+    """Options every LLM-judged benchmark takes (harness.judges reads `judge`)."""
+
+    judge: str | None = None  # a --model spec; --judge on the command line beats it
+    published_judge: str | None = None  # the judge the published numbers used (comparability flag)
+    judge_max_tokens: int | None = None
+
+
+class SampledOptions(BenchmarkOptions):
+    """For category-ordered data, where `--limit N` as "the first N rows" is one category."""
+
+    # stratified: a seeded sample spread over categories in proportion to their sizes
+    # (seed = the run's --seed); first: the first N rows in file order.
+    limit_sample: Literal["stratified", "first"] = "stratified"
+
+
+def validate_options(bench: str, model: type[BenchmarkOptions], options: dict[str, Any]) -> BenchmarkOptions:
+    """Typed options, or a UsageError naming the bad key (with did-you-mean) or value."""
+    allowed = list(model.model_fields)
+    for key in options:
+        if key not in model.model_fields:
+            if not allowed:
+                raise UsageError(f"{bench}: unknown option {key!r}; {bench} takes no options.")
+            raise UsageError(f"{bench}: {did_you_mean('option', key, allowed)}")
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        bad = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise UsageError(f"bad option value for {bench}: {bad}") from None
+
+
 class Benchmark(ABC):
     name: ClassVar[str]
     VERSION: ClassVar[str]
     # Headline metric key in aggregate()'s output, used by leaderboards and gates.
     headline: ClassVar[str] = "accuracy"
     default_params: ClassVar[SamplingParams] = SamplingParams()
+    Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
 
     def __init__(self, options: dict[str, Any] | None = None, ctx: Context | None = None,
                  params: SamplingParams | None = None):
         self.options = dict(options or {})
+        self.opts = validate_options(self.name, self.Options, self.options)
+        self.sampling: dict[str, Any] | None = None  # how `--limit` chose items, recorded in results
         self.ctx = ctx or Context()
         self.params = params or self.default_params
         self.dataset_revision: str | None = None
@@ -85,8 +131,23 @@ class Benchmark(ABC):
                        params=params or self.params)
 
     def provenance(self) -> dict[str, Any]:
-        return {"version": self.VERSION, "dataset_revision": self.dataset_revision,
-                "params": self.params.to_dict(), "options": self.options}
+        out = {"version": self.VERSION, "dataset_revision": self.dataset_revision,
+               "params": self.params.to_dict(), "options": self.options}
+        if self.sampling is not None:
+            out["limit_sample"] = self.sampling
+        return out
+
+    def take_sample(self, examples: list[Example], limit: int | None, seed: int,
+                    stratum: Callable[[Example], str]) -> list[Example]:
+        """`--limit` for category-ordered data: option `limit_sample` (SampledOptions) picks
+        stratified (default) or first-N; what was done is recorded in provenance()."""
+        if limit is None or limit >= len(examples):
+            return examples
+        method = getattr(self.opts, "limit_sample", "first")
+        self.sampling = {"method": method, "limit": limit, "seed": seed if method == "stratified" else None}
+        if method == "first":
+            return examples[:limit]
+        return stratified_sample(examples, limit, seed, stratum)
 
 
 def take(examples: list[Example], limit: int | None, seed: int = 0, shuffle: bool = False) -> list[Example]:
@@ -95,6 +156,26 @@ def take(examples: list[Example], limit: int | None, seed: int = 0, shuffle: boo
         examples = examples[:]
         random.Random(seed).shuffle(examples)
     return examples if limit is None else examples[:limit]
+
+
+def stratified_sample(examples: list[Example], limit: int, seed: int,
+                      stratum: Callable[[Example], str]) -> list[Example]:
+    """`limit` items spread over strata in proportion to their sizes (largest remainder;
+    ties and the rows within a stratum drawn with Random(seed)), returned in input order.
+    With fewer items than strata, the largest strata (seeded tie-break) get one each."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        groups[stratum(ex)].append(i)
+    rng = random.Random(seed)
+    names = list(groups)
+    rng.shuffle(names)  # seeded tie-break among equal remainders
+    exact = {g: limit * len(groups[g]) / len(examples) for g in names}
+    quota = {g: int(exact[g]) for g in names}
+    by_remainder = sorted(names, key=lambda g: exact[g] - quota[g], reverse=True)  # stable: keeps shuffle order
+    for g in by_remainder[:limit - sum(quota.values())]:
+        quota[g] += 1
+    chosen = sorted(i for g in names for i in rng.sample(groups[g], quota[g]))
+    return [examples[i] for i in chosen]
 
 
 def with_params(params: SamplingParams, **overrides: Any) -> SamplingParams:

@@ -11,8 +11,8 @@ math-verify against the number after '####'. 95% CI by bootstrap over items.
 from __future__ import annotations
 
 from harness.benchmarks.base import Benchmark, Example, take
-from harness.scoring.math import extract_answer, gsm8k_gold, is_equivalent
 from harness.data import DataSource, load_rows
+from harness.scoring.math import extract_answer, gsm8k_gold, is_equivalent
 from harness.stats import mean_metric
 from harness.types import Completion, Request, SamplingParams
 

@@ -29,7 +29,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, take
+from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example, take
 from harness.benchmarks.code_extract import _parses, extract_code, fenced_blocks, sanitize
 from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
 from harness.errors import DataNotFoundError
@@ -149,7 +149,16 @@ def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: flo
     return out
 
 
+class HumanEvalOptions(BenchmarkOptions):
+    """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
+
+    plus: bool = False
+    timeout_s: float | None = None
+    workers: int | None = None
+
+
 class HumanEval(Benchmark):
+    Options = HumanEvalOptions
     name = "humaneval"
     VERSION = "1"
     headline = "pass@1"

@@ -39,7 +39,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, take
+from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example, take
 from harness.benchmarks.code_extract import extract_code
 from harness.data import file_revision, resolve_data_dir
 from harness.errors import DataNotFoundError, HarnessError, UsageError
@@ -206,7 +206,19 @@ def _short(s: Any, n: int = 300) -> Any:
     return s if not isinstance(s, str) or len(s) <= n else s[:n] + f"... ({len(s)} chars)"
 
 
+class LiveCodeBenchOptions(BenchmarkOptions):
+    """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
+
+    release_version: str | None = None
+    start_date: Any = None  # YYYY-MM-DD (YAML may give a date)
+    end_date: Any = None
+    difficulty: Any = None
+    timeout_s: float | None = None
+    workers: int | None = None
+
+
 class LiveCodeBench(Benchmark):
+    Options = LiveCodeBenchOptions
     name = "livecodebench"
     VERSION = "1"
     headline = "pass@1"

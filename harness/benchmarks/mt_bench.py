@@ -25,7 +25,7 @@ import logging
 import math
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, take, with_params
+from harness.benchmarks.base import Benchmark, Example, JudgedOptions, take, with_params
 from harness.data import DataSource, load_rows, read_jsonl, resolve_data_dir
 from harness.errors import DataNotFoundError
 from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
@@ -49,7 +49,14 @@ def judge_messages(prompt: dict[str, str], **fields: str) -> tuple[dict[str, str
             {"role": "user", "content": prompt["prompt_template"].format(**fields)})
 
 
+class MTBenchOptions(JudgedOptions):
+    """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
+
+    temperature_per_category: bool = True
+
+
 class MTBench(Benchmark):
+    Options = MTBenchOptions
     name = "mt-bench"
     VERSION = "1"
     headline = "overall"
