@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.benchmarks import BENCHMARKS
 from harness.errors import UsageError
 from harness.gate import LoadedRun, load_run
 from harness.paired import compare_items, holm_adjust
@@ -298,7 +299,13 @@ def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
                 rec = items.setdefault(str(row.get("id")), {"prompt": None, "answer": None, "extra": []})
                 if rec["answer"] is None:
                     rec["answer"] = row.get("completion")
+    for bench, items in out.items():  # GPQA: its authors forbid plain-text examples online
+        if bench in BENCHMARKS and not BENCHMARKS.resolve(bench).public_items:
+            out[bench] = {i: {"prompt": None, "answer": HIDDEN, "extra": []} for i in items}
     return out
+
+
+HIDDEN = "(not shown: this benchmark's items must not be published in plain text; item id only)"
 
 
 def fmt(v: float | None, digits: int = 2, sign: bool = False) -> str:

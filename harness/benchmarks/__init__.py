@@ -17,5 +17,9 @@ BENCHMARKS = Registry(
         "alpaca-eval-2": "harness.benchmarks.alpaca_eval:AlpacaEval2",
         "arena-hard": "harness.benchmarks.arena_hard:ArenaHard",
         "mt-bench": "harness.benchmarks.mt_bench:MTBench",
+        "mmlu-pro": "harness.benchmarks.mmlu_pro:MMLUPro",
+        "mmlu": "harness.benchmarks.mmlu:MMLU",
+        "mmlu-redux": "harness.benchmarks.mmlu_redux:MMLURedux",
+        "gpqa-diamond": "harness.benchmarks.gpqa_diamond:GPQADiamond",
     },
 )

@@ -90,6 +90,9 @@ class Benchmark(ABC):
     headline: ClassVar[str] = "accuracy"
     default_params: ClassVar[SamplingParams] = SamplingParams()
     Options: ClassVar[type[BenchmarkOptions]] = BenchmarkOptions
+    # False when the data's owners forbid showing items in plain text (GPQA): reports and
+    # leaderboards show item ids instead of prompts and answers.
+    public_items: ClassVar[bool] = True
 
     def __init__(self, options: dict[str, Any] | None = None, ctx: Context | None = None,
                  params: SamplingParams | None = None):
