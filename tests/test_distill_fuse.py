@@ -1,0 +1,64 @@
+"""Fusion functions: MinCE selection and its tie rule, FuseLLM's reward-softmax weighting, modes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trainers.distill import fuse as F
+
+
+def _dist(ids, lps, ce):
+    return F.RowDist(np.array(ids, dtype=np.int32), np.array(lps, dtype=np.float32), ce)
+
+
+def test_target_probs_softmax_over_kept_entries_with_temperature():
+    p = F.target_probs(np.array([[3, 5, -1]]), np.log(np.array([[0.6, 0.2, 0.9]])))
+    assert p.tolist()[0] == pytest.approx([0.75, 0.25, 0.0])
+    hot = F.target_probs(np.array([[7, -1]]), np.array([[0.0, 0.0]]))
+    assert hot.tolist()[0] == [1.0, 0.0]
+    t2 = F.target_probs(np.array([[3, 5]]), np.log(np.array([[0.6, 0.2]])), temperature=2.0)
+    assert t2[0, 0] == pytest.approx(math.sqrt(0.6) / (math.sqrt(0.6) + math.sqrt(0.2)), rel=1e-6)
+
+
+def test_min_ce_picks_lowest_ce_and_ties_go_to_the_pivot():
+    piv = _dist([[1, 2]], [[-0.1, -2.0]], ce=1.5)
+    a = _dist([[3, 4]], [[-0.2, -1.0]], ce=1.2)
+    b = _dist([[5, -1]], [[-0.3, 0.0]], ce=1.2)
+    ids, _, winner = F.min_ce(piv, [a, b])
+    assert winner == 1 and ids.tolist() == [[3, 4]]  # a and b tie: the earlier source
+    _, _, winner = F.min_ce(_dist([[1, 2]], [[-0.1, -2.0]], ce=1.2), [a, b])
+    assert winner == 0  # a tie with the pivot goes to the pivot
+    _, _, winner = F.min_ce(piv, [_dist([[3, 4]], [[-0.2, -1.0]], ce=1.6)])
+    assert winner == 0
+
+
+def test_empty_aligned_positions_take_the_pivot_entries():
+    piv = _dist([[1, 2], [3, 4]], [[-0.1, -2.0], [-0.5, -0.9]], ce=2.0)
+    src = _dist([[-1], [9]], [[0.0], [-0.1]], ce=1.0)
+    ids, probs, winner = F.min_ce(piv, [src])
+    assert winner == 1 and ids.tolist() == [[1, 2], [9, -1]]
+    assert probs[1].tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_weighted_mixes_by_softmax_of_rewards():
+    piv = _dist([[1, 2]], np.log([[0.5, 0.5]]), ce=1.0)
+    src = _dist([[2, 3]], np.log([[0.25, 0.75]]), ce=2.0)
+    ids, probs, w = F.weighted(piv, [src])
+    r = [math.exp(-1.0), math.exp(-2.0)]
+    w_exp = [math.exp(x) / sum(math.exp(y) for y in r) for x in r]
+    assert w == pytest.approx(w_exp)
+    assert ids.tolist() == [[1, 2, 2, 3]]
+    assert probs[0].tolist() == pytest.approx([w_exp[0] * 0.5, w_exp[0] * 0.5, w_exp[1] * 0.25, w_exp[1] * 0.75])
+    assert probs.sum() == pytest.approx(1.0)
+
+
+def test_modes_and_bad_names():
+    assert F.runs_for_mode("pairwise", ["a", "b"]) == [["a"], ["b"]]
+    assert F.runs_for_mode("unified", ["a", "b"]) == [["a", "b"]]
+    with pytest.raises(ValueError, match="pairwise"):
+        F.runs_for_mode("pair", ["a"])
+    with pytest.raises(ValueError, match="min_ce"):
+        F.fuse_row("mince", _dist([[1]], [[0.0]], 1.0), [])
