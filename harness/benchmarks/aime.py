@@ -24,6 +24,7 @@ from harness.types import Completion, Request, SamplingParams
 class _AIME(Benchmark):
     VERSION = "1"
     headline = "avg@n"
+    scores_every_sample = True
     default_params = SamplingParams(n=8, temperature=0.6, top_p=0.95, max_tokens=8192, seed=0)
     source: DataSource
 

@@ -58,6 +58,9 @@ class JudgedOptions(BenchmarkOptions):
     judge: str | None = None  # a --model spec; --judge on the command line beats it
     published_judge: str | None = None  # the judge the published numbers used (comparability flag)
     judge_max_tokens: int | None = None
+    # Constrain the judge's reply to the verdict grammar where its backend can (vLLM); off by
+    # default so published judges run their published, unconstrained protocol.
+    constrained_verdicts: bool = False
 
 
 class SampledOptions(BenchmarkOptions):
@@ -93,6 +96,10 @@ class Benchmark(ABC):
     # False when the data's owners forbid showing items in plain text (GPQA): reports and
     # leaderboards show item ids instead of prompts and answers.
     public_items: ClassVar[bool] = True
+    # True when score() scores every sample of a Completion (n > 1); `harness score` then
+    # passes an item's repeated lines as one n-sample completion, else it scores them in
+    # separate passes (one sample per item each) so no line is ever dropped.
+    scores_every_sample: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, Any] | None = None, ctx: Context | None = None,
                  params: SamplingParams | None = None):

@@ -23,6 +23,7 @@ class SingleAnswerMath(Benchmark):
     """Greedy, one sample, one gold answer per item: GSM8K and MATH-500 differ only in data."""
 
     headline = "accuracy"
+    scores_every_sample = True
     default_params = SamplingParams(temperature=0.0, max_tokens=2048)
     source: DataSource
 
@@ -53,11 +54,17 @@ class GSM8K(SingleAnswerMath):
 
 
 def score_math_item(example: Example, completion: Completion, gold: str) -> dict:
-    """Greedy single-sample scoring shared by GSM8K and MATH-500."""
+    """Scoring shared by GSM8K and MATH-500: `correct`/`extracted` are the first sample's;
+    with n > 1 samples (`harness score` files with repeated ids) `score` is the mean
+    correctness over samples and the per-sample lists are added."""
     if completion.error:
         return {"id": example.id, "score": 0.0, "correct": False, "extracted": None, "gold": gold,
                 "error": completion.error, "finish_reason": None}
-    extracted = extract_answer(completion.text)
-    correct = is_equivalent(gold, extracted)
-    return {"id": example.id, "score": float(correct), "correct": correct, "extracted": extracted, "gold": gold,
+    extracted = [extract_answer(t) for t in completion.texts or [""]]
+    correct = [is_equivalent(gold, a) for a in extracted]
+    item = {"id": example.id, "score": sum(correct) / len(correct), "correct": correct[0],
+            "extracted": extracted[0], "gold": gold,
             "finish_reason": completion.finish_reasons[0] if completion.finish_reasons else None}
+    if len(correct) > 1:
+        item.update(n=len(correct), correct_per_sample=correct, extracted_per_sample=extracted)
+    return item

@@ -159,6 +159,7 @@ class HumanEvalOptions(BenchmarkOptions):
 
 class HumanEval(Benchmark):
     Options = HumanEvalOptions
+    scores_every_sample = True
     name = "humaneval"
     VERSION = "1"
     headline = "pass@1"

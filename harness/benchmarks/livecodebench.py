@@ -219,6 +219,7 @@ class LiveCodeBenchOptions(BenchmarkOptions):
 
 class LiveCodeBench(Benchmark):
     Options = LiveCodeBenchOptions
+    scores_every_sample = True
     name = "livecodebench"
     VERSION = "1"
     headline = "pass@1"

@@ -38,6 +38,7 @@ class MultipleChoiceCoT(Benchmark):
     headline = "accuracy"
     default_params = SamplingParams(temperature=0.0, max_tokens=2048, stop=STOP)
     Options = MCOptions
+    scores_every_sample = True
 
     def rows(self) -> list[Example]:
         raise NotImplementedError
