@@ -1,6 +1,7 @@
 """The multiple-choice CoT chain (FuseEval's extraction + fallback) and the four benchmarks
 that use it, on real data and constructed completions."""
 
+import random
 import re
 import zipfile
 
@@ -36,6 +37,8 @@ TABLE = [
     ("first the answer is C, later the answer is A", "C", "answer_is"),  # FIRST match
     ("Answer: E\nmore text", "E", "answer_colon"),
     ("answer: B and then Answer: C\nAnswer: D", "C", "answer_colon"),    # first line, last on it
+    ("x\nAnswer:\n\n  F\nAnswer: G", "F", "answer_colon"),              # \s* crosses lines
+    ("Answer:Answer: B", "B", "answer_colon"),                              # overlapping candidates
     ("I think A is wrong, and so is B. Then C.", "C", "last_letter"),  # last standalone letter
     ("Option G seems right\n\nbut maybe H", "H", "last_letter"),
     ("The best answer is [the_answer_letter].", None, None),  # no answer at all
@@ -50,6 +53,15 @@ def test_extraction_table(text, letter, rule):
     got = extract_letter(text)
     assert (got.letter, got.rule) == (letter, rule)
     assert got.letter == upstream_extract(text)
+
+
+def test_linear_chain_agrees_with_upstream_regexes_on_random_texts():
+    rng = random.Random(0)
+    parts = ["answer:", "Answer: ", "Answer:", "answer is ", "(", ")", "\n", " ", "A", "B", "J", "K", "x", "ans", "\r",
+             "\t", "Answer:Answer: C", "An"]
+    for _ in range(3000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randrange(0, 25)))
+        assert extract_letter(text).letter == upstream_extract(text), repr(text)
 
 
 def test_fallback_index_is_fuseevals_reseeded_draw():

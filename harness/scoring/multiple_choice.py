@@ -38,7 +38,8 @@ COT_SUFFIX = ("- For simple problems:\nDirectly provide the answer with minimal 
 STOP = ("Question:",)
 
 _ANSWER_IS = re.compile(r"answer is \(?([A-J])\)?")
-_ANSWER_COLON = re.compile(r".*[aA]nswer:\s*([A-J])")
+# zero-width, so overlapping candidates ("Answer:Answer: B") are all seen, as upstream's `.*` sees them
+_ANSWER_COLON = re.compile(r"(?=[aA]nswer:\s*([A-J]))")
 _LETTER = re.compile(r"\b[A-J]\b")
 
 
@@ -58,19 +59,35 @@ def zero_shot_prompt(question: str, options: list[str]) -> str:
 
 
 def extract_letter(text: str) -> Extraction:
-    """FuseEval's three-step chain. Step 3 takes the last match of `\\b[A-J]\\b`, the same
-    letter as upstream's `\\b[A-J]\\b(?!.*\\b[A-J]\\b)` with DOTALL, in linear time (the
-    look-ahead form is quadratic on long completions)."""
+    """FuseEval's three-step chain, in linear time: upstream's step-2 `.*` prefix and step-3
+    look-ahead `\\b[A-J]\\b(?!.*\\b[A-J]\\b)` are quadratic on long completions; the forms
+    here pick the same letters (tests compare them with upstream's regexes)."""
     m = _ANSWER_IS.search(text)
     if m:
         return Extraction(letter=m.group(1), rule="answer_is")
-    m = _ANSWER_COLON.search(text)
-    if m:
-        return Extraction(letter=m.group(1), rule="answer_colon")
+    colon = _answer_colon(text)
+    if colon:
+        return Extraction(letter=colon, rule="answer_colon")
     letters = _LETTER.findall(text)
     if letters:
         return Extraction(letter=letters[-1], rule="last_letter")
     return Extraction(letter=None, rule=None)
+
+
+def _answer_colon(text: str) -> str | None:
+    """Upstream's `re.search(r'.*[aA]nswer:\\s*([A-J])', text)` without its quadratic scan:
+    the search succeeds on the first line holding an "answer:" match (`.` stops at newlines,
+    `\\s*` may cross them), and greedy `.*` picks the last match starting on that line."""
+    found = None
+    line_end = -1
+    for m in _ANSWER_COLON.finditer(text):
+        if found is None:
+            line_end = text.find("\n", m.start())
+            line_end = len(text) if line_end < 0 else line_end
+        elif m.start() > line_end:
+            break
+        found = m.group(1)
+    return found
 
 
 @cache
