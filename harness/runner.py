@@ -13,15 +13,17 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.backends.lazy import LazyBackend
 from harness.benchmarks import BENCHMARKS
 from harness.benchmarks.base import Benchmark, Context, Example, with_params
 from harness.errors import DataNotFoundError
+from harness.judges import JudgedBenchmark, JudgePool, judge_info, missing_judge, snapshot, stats_delta
 from harness.models import ResolvedModel
+from harness.results import ScoredBenchmark, build_results, write_outputs
 from harness.store import ModelRecord, Store, generation_key
 from harness.types import Completion, Request, SamplingParams
 
@@ -39,27 +41,6 @@ class GenerationStats:
     completion_tokens: int = 0
     seconds: float = 0.0  # generation only
     engine_start_s: float = 0.0
-
-
-class LazyBackend:
-    """Builds the backend on first use, so cached runs never load a model."""
-
-    def __init__(self, factory: Callable[[], Any]):
-        self._factory = factory
-        self.backend = None
-
-    def get(self):
-        if self.backend is None:
-            self.backend = self._factory()
-        return self.backend
-
-    def close(self) -> None:
-        """Idempotent; keeps the reference so results can still say what was started."""
-        if self.backend is not None and not getattr(self, "_closed", False):
-            self._closed = True
-            t0 = time.perf_counter()
-            self.backend.close()
-            self.close_s = time.perf_counter() - t0  # engine shutdown, reported apart like start-up
 
 
 @dataclass
@@ -154,9 +135,11 @@ class _progress:
     """A rich progress bar with items/s and generated tokens/s (only on a terminal)."""
 
     def __init__(self, enabled: bool, description: str, total: int):
-        import sys
+        import rich
 
-        self.enabled = enabled and sys.stderr.isatty()
+        # rich's global console: the CLI points it at the terminal, even while the run's
+        # file descriptors are captured into its log file
+        self.enabled = enabled and rich.get_console().is_terminal
         self.description, self.total = description, total
         self.tokens, self.t0 = 0, time.perf_counter()
 
@@ -205,6 +188,7 @@ class RunOptions:
     judge: str | None = None
     progress: bool = True
     command: str | None = None
+    run_id: str | None = None  # chosen by the caller when it needs the results folder up front
 
 
 def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchmark, int | None, bool]]:
@@ -252,21 +236,14 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dict[str, Any]:
-    from harness.backends import make_backend, pick_backend
-    from harness.results import build_results, write_outputs
-
-    t_start = time.perf_counter()
-    backend_name = pick_backend(opts.backend, model)
-    ctx = Context(data_dir=opts.data_dir, store=store, seed=opts.seed, judge=opts.judge or spec.judge)
-    if opts.judge:  # an explicit --judge beats a suite entry's own `options.judge` too
-        ctx.extra["judge_override"] = opts.judge
-    benches = build_benchmarks(spec, opts, ctx)
+def load_benchmarks(benches: list[tuple[Benchmark, int | None, bool]], seed: int
+                    ) -> tuple[list[tuple[Benchmark, list[Example]]], dict[str, str]]:
+    """Each benchmark's examples; optional ones without data are skipped (and why)."""
     loaded: list[tuple[Benchmark, list[Example]]] = []
     skipped: dict[str, str] = {}
     for bench, limit, optional in benches:
         try:
-            loaded.append((bench, bench.load(limit=limit, seed=opts.seed)))
+            loaded.append((bench, bench.load(limit=limit, seed=seed)))
         except DataNotFoundError as e:
             if not optional:
                 raise
@@ -276,8 +253,50 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
         from harness.errors import UsageError
 
         raise UsageError("no benchmark of the suite has data: " + "; ".join(skipped.values()))
+    return loaded, skipped
 
-    run_id = new_run_id()
+
+def judge_specs(loaded: list[tuple[Benchmark, list[Example]]], spec, opts: RunOptions) -> dict[str, str | None]:
+    """benchmark name -> the judge model spec of each judged benchmark of the run."""
+    return {b.name: b.judge_spec(spec.judge, opts.judge) for b, _ in loaded if isinstance(b, JudgedBenchmark)}
+
+
+def score_benchmarks(loaded, completions: dict[str, Completion], judge_for: dict[str, str | None],
+                     pool: JudgePool, store: Store, run_id: str) -> dict[str, ScoredBenchmark]:
+    """Score every benchmark; judged ones get their judge from the run's pool, and what the
+    judge did (who, cost, comparability) is recorded beside the metrics."""
+    out = {}
+    for bench, exs in loaded:
+        t0 = time.perf_counter()
+        info = None
+        if isinstance(bench, JudgedBenchmark):
+            judge_model = judge_for[bench.name]
+            if not judge_model:
+                raise missing_judge(bench.name, bench.published_judge)
+            judge = pool.get(judge_model)
+            before = snapshot(judge)
+            scores = bench.score(exs, completions, judge=judge)
+            metrics = bench.aggregate(scores)
+            info = judge_info(judge, bench, stats_delta(before, snapshot(judge)), metrics)
+        else:
+            scores = bench.score(exs, completions)
+            metrics = bench.aggregate(scores)
+        store.put_scores(run_id, bench.name, [(s["id"], s) for s in scores])
+        out[bench.name] = ScoredBenchmark(bench=bench, examples=exs, scores=scores, metrics=metrics,
+                                          scoring_s=time.perf_counter() - t0, judge=info)
+    return out
+
+
+def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dict[str, Any]:
+    from harness.backends import make_backend, pick_backend
+
+    t_start = time.perf_counter()
+    backend_name = pick_backend(opts.backend, model)
+    ctx = Context(data_dir=opts.data_dir, store=store, seed=opts.seed)
+    loaded, skipped = load_benchmarks(build_benchmarks(spec, opts, ctx), opts.seed)
+    judge_for = judge_specs(loaded, spec, opts)
+
+    run_id = opts.run_id or new_run_id()
     config = {"suite": spec.model_dump(), "options": {k: (str(v) if isinstance(v, Path) else v)
                                                       for k, v in opts.__dict__.items()},
               "backend": backend_name, "pid": os.getpid()}
@@ -289,12 +308,11 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     lazy = LazyBackend(lambda: make_backend(backend_name, model, {**_default_backend_options(backend_name, opts),
                                                                    **opts.backend_options}))
     stats = GenerationStats()
-    # When the model also judges (offline smoke runs), judges reuse this engine instead of
+    # When the model also judges (offline smoke runs), its judge reuses this engine instead of
     # starting a second copy of the same weights: keep it open through scoring.
-    judges = {opts.judge, spec.judge} | {b.options.get("judge") for b, _ in loaded}
-    model_judges = model.name in judges
-    if model_judges:
-        ctx.extra["shared_backends"] = {model.fingerprint: (backend_name, lazy)}
+    model_judges = model.name in judge_for.values()
+    pool = JudgePool(store, seed=opts.seed,
+                     shared={model.fingerprint: (backend_name, lazy)} if model_judges else None)
     try:
         completions: dict[str, Completion] = {}
         pending = [(b, ex) for b, exs in loaded for ex in exs]
@@ -304,19 +322,13 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
             requests = [r for b, ex in pending for r in b.next_requests(ex, completions)]
         if not model_judges:
             lazy.close()  # free the engine before a judge engine may start
-        per_bench = {}
-        for bench, exs in loaded:
-            t0 = time.perf_counter()
-            scores = bench.score(exs, completions)
-            store.put_scores(run_id, bench.name, [(s["id"], s) for s in scores])
-            per_bench[bench.name] = (bench, exs, scores, bench.aggregate(scores), time.perf_counter() - t0)
-        results = build_results(run_id, spec, model, backend_name, lazy, per_bench, completions, stats,
-                                opts, time.perf_counter() - t_start)
-        if skipped:
-            results["skipped"] = skipped
+        scored = score_benchmarks(loaded, completions, judge_for, pool, store, run_id)
         out_dir = opts.out or Path("results") / run_id
-        write_outputs(out_dir, results, per_bench, completions)
-        results["out_dir"] = str(out_dir)
+        record = build_results(run_id, spec, model, backend_name, lazy, scored, completions, stats,
+                               opts, time.perf_counter() - t_start, skipped=skipped, out_dir=out_dir)
+        results = record.to_json()
+        _warn_truncation(results)
+        write_outputs(out_dir, record, scored, completions)
         store.finish_run(run_id, "finished", results)
         return results
     except KeyboardInterrupt:
@@ -326,7 +338,20 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
         store.finish_run(run_id, "failed", None)
         raise
     finally:
+        pool.close()
         lazy.close()
+
+
+TRUNCATION_WARN = 0.25  # share of answers cut at max_tokens above which the user is told
+
+
+def _warn_truncation(results: dict[str, Any]) -> None:
+    for name, b in results["benchmarks"].items():
+        rate = b.get("truncation_rate")
+        if rate is not None and rate >= TRUNCATION_WARN:
+            log.warning("%s: %.0f%% of answers stopped at max_tokens=%s, so its score mostly measures the cut; "
+                        "raise max_tokens (suite entry or --max-tokens)", name, 100 * rate,
+                        b.get("params", {}).get("max_tokens"))
 
 
 def _default_backend_options(name: str, opts: RunOptions) -> dict[str, Any]:

@@ -25,10 +25,15 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: int | None = None
+    # Structured output: the whole reply must match this regex (judge verdict grammars).
+    # Left out of to_dict() when unset, so existing cache keys do not change.
+    regex: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if d["regex"] is None:
+            del d["regex"]
         return d
 
     @classmethod

@@ -134,10 +134,7 @@ def resolve_entry(entry: ModelEntry, spec: LeaderboardSpec, store, finished: lis
 
 def _headline(run: LoadedRun, bench: str) -> dict | None:
     b = run.benchmarks.get(bench)
-    if not b:
-        return None
-    m = (b.get("metrics") or {}).get(b.get("headline"))
-    return m if isinstance(m, dict) and m.get("value") is not None else None
+    return b.headline_metric() if b is not None else None
 
 
 def _columns(spec: LeaderboardSpec, runs: list[LoadedRun]) -> list[str]:
@@ -163,7 +160,7 @@ def _consistency_warnings(columns: list[str], rows: list[Row]) -> list[str]:
             for r in rows:
                 b = r.run.benchmarks.get(bench)
                 if b is not None:
-                    seen.setdefault(json.dumps(b.get(key), sort_keys=True), []).append(r.key)
+                    seen.setdefault(json.dumps(b.compat(key), sort_keys=True), []).append(r.key)
             if len(seen) > 1:
                 parts = "; ".join(f"{', '.join(who)}: {v}" for v, who in seen.items())
                 out.append(f"{bench}: {key} differs between rows ({parts})")
@@ -197,10 +194,10 @@ def build_leaderboard(spec: LeaderboardSpec, store=None,
     bench_info = []
     for b in columns:
         first = next(r.run.benchmarks[b] for r in rows if b in r.run.benchmarks)
-        judges = sorted({str(r.run.results.get("provenance", {}).get("judge")) for r in rows
-                         if b in r.run.benchmarks and r.run.results.get("provenance", {}).get("judge")})
-        bench_info.append({"name": b, "headline": first.get("headline"), "version": first.get("version"),
-                           "dataset_revision": first.get("dataset_revision"), "params": first.get("params"),
+        judges = sorted({r.run.record.provenance.judge for r in rows
+                         if b in r.run.benchmarks and r.run.record.provenance.judge})
+        bench_info.append({"name": b, "headline": first.headline, "version": first.version,
+                           "dataset_revision": first.dataset_revision, "params": first.params,
                            "judges": judges})
     lb = Leaderboard(spec, bench_info, rows, {}, _consistency_warnings(columns, rows),
                      str(store.path) if store is not None else None, fusion=fusion)
@@ -277,7 +274,7 @@ def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
             bench, _, rest = rid.partition("/")
             if bench not in out or not rest:
                 continue
-            params = run.benchmarks[bench].get("params")
+            params = run.benchmarks[bench].params
             matching = [r for r in rs if params is not None and params_of(r) == params]
             rs = sorted(matching or rs, key=lambda r: r["sample_index"])
             item, _, suffix = rest.partition("#")

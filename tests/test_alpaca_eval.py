@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import pytest
 
@@ -112,8 +113,9 @@ def _run(data_dir, store, backend, n=6):
         name = kind = path = "scripted"
         fingerprint, template_hash = "fp:s", None
 
-    ctx.extra["judges"] = {"scripted": Judge(model=M(), store=store, backend=LazyBackend(lambda: backend))}
     b = AlpacaEval2(ctx=ctx)
+    # the runner passes the run's judge to score(); these unit tests bind it once
+    b.score = partial(b.score, judge=Judge(model=M(), store=store, backend=LazyBackend(lambda: backend)))
     exs = b.load(limit=n)
     comps = {b.request_id(e): Completion(texts=["MODEL answer " + "x" * (10 * k)], finish_reasons=["stop"])
              for k, e in enumerate(exs)}
@@ -130,7 +132,10 @@ def test_score_with_logprobs_undoes_the_switch(data_dir, store):
     assert all(s["score"] == pytest.approx(0.8) for s in scores)
     assert metrics["win_rate"]["value"] == pytest.approx(80.0)
     assert metrics["argmax_fallback"]["value"] == 0
-    j = b.provenance()["judge"]
+    judge = b.score.keywords["judge"]
+    from harness.judges import judge_info
+
+    j = judge_info(judge, b, judge.stats, metrics)
     assert j["comparable"] is False and j["model_id"] == "scripted" and j["prompt_tokens"] == 600
 
 

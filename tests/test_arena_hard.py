@@ -118,13 +118,13 @@ def test_item_score_from_both_games(data_dir, store):
         name = kind = path = "s"
         fingerprint, template_hash = "fp:s", None
 
-    ctx.extra["judges"] = {"s": Judge(model=M(), store=store, backend=LazyBackend(lambda: FakeBackend(respond)))}
+    judge = Judge(model=M(), store=store, backend=LazyBackend(lambda: FakeBackend(respond)))
     b = ArenaHard(ctx=ctx, options={"answers": "gpt-4-0613", "bootstrap_rounds": 100})
     exs = b.load(limit=3)
     assert b.to_requests(exs[0]) == []  # shipped answers: nothing to generate
     for e in exs:
         e.data["answer"] = "MODEL " + e.data["answer"]
-    scores = b.score(exs, {})
+    scores = b.score(exs, {}, judge=judge)
     assert all(s["score"] == 1.0 for s in scores)
     assert [g["score"] for g in scores[0]["games"]] == ["B>>A", "A>>B"]
     m = b.aggregate(scores)
@@ -167,11 +167,11 @@ def test_reply_without_label_is_continued_once(data_dir, store):
         name = kind = path = "s"
         fingerprint, template_hash = "fp:s", None
 
-    ctx.extra["judges"] = {"s": Judge(model=M(), store=store, backend=LazyBackend(lambda: fake))}
+    judge = Judge(model=M(), store=store, backend=LazyBackend(lambda: fake))
     b = ArenaHard(ctx=ctx, options={"answers": "gpt-4-0613"})
     exs = b.load(limit=2)
     exs[1].data["answer"] = "Paris"
-    scores = b.score(exs, {})
+    scores = b.score(exs, {}, judge=judge)
     assert [g["score"] for g in scores[0]["games"]] == ["A=B", "A=B"]
     assert scores[0]["games"][0]["judgment"].endswith("My final verdict is [[A=B]]")
     assert [g["score"] for g in scores[1]["games"]] == [None, None]  # continued once, still none

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -177,8 +178,10 @@ def _scripted_judge_bench(data_dir, store, options):
         fingerprint, template_hash = "fp:s", None
 
     ctx = Context(data_dir=data_dir, store=store, judge="s")
-    ctx.extra["judges"] = {"s": Judge(model=M(), store=store, backend=LazyBackend(lambda: FakeBackend(respond)))}
-    return ArenaHard(ctx=ctx, options=options)
+    b = ArenaHard(ctx=ctx, options=options)
+    # the runner passes the run's judge to score(); these unit tests bind it once
+    b.score = partial(b.score, judge=Judge(model=M(), store=store, backend=LazyBackend(lambda: FakeBackend(respond))))
+    return b
 
 
 def test_benchmark_option_records_style_control(data_dir, store):

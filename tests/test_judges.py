@@ -8,7 +8,7 @@ import math
 import pytest
 
 from harness.benchmarks.base import Context
-from harness.judges import Judge, JudgeCall, get_judge, judge_info
+from harness.judges import Judge, JudgeCall, judge_info
 from harness.judges.cost import cost_ledger, load_prices
 from harness.judges.parsers import (
     alpaca_argmax_preference,
@@ -185,18 +185,103 @@ def test_unreachable_judge_becomes_errors_not_verdicts(store):
     assert all(r.error and "unreachable" in r.error for r in out) and j.stats.errors == 2
 
 
-def test_missing_judge_is_a_usage_error(store):
-    from harness.errors import UsageError
+def test_judge_info_flags_non_published_judge(store, data_dir):
+    from harness.benchmarks.mt_bench import MTBench
 
-    with pytest.raises(UsageError, match="--judge"):
-        get_judge(Context(store=store), None, "arena-hard", "gpt-4-1106-preview")
-
-
-def test_judge_info_flags_non_published_judge(store):
     j = _judge(store, FakeBackend())
-    info = judge_info(j, "v1", "gpt-4-1106-preview", j.stats)
+    metrics = {"judge_errors": {"value": 1, "n": 4}, "judge_unparseable": {"value": 2, "n": 4}}
+    info = judge_info(j, MTBench(ctx=Context(data_dir=data_dir)), j.stats, metrics)
     assert info["comparable"] is False and "NOT comparable" in info["warning"]
-    assert info["model_id"] == "fake-judge" and info["prompt_version"] == "v1"
+    assert info["model_id"] == "fake-judge" and info["prompt_version"] == MTBench.PROMPT_VERSION
+    assert info["published_judge"] == "gpt-4" and info["judge_errors"] == 1 and info["unparseable"] == 2
+    assert info["constrained"] is False
+
+
+# ---- constrained verdicts -------------------------------------------------------------------
+def test_constrained_calls_carry_the_grammar_and_are_counted(store, data_dir):
+    from harness.benchmarks.arena_hard import ArenaHard
+
+    fake = FakeBackend(respond=lambda r, i: "[[A>B]]")
+    j = _judge(store, fake)
+    j.can_constrain = True
+    bench = ArenaHard(ctx=Context(data_dir=data_dir), options={"constrained_verdicts": True})
+    params = bench.judge_params(j, SamplingParams(max_tokens=16))
+    assert params.regex == ArenaHard.VERDICT_REGEX
+    j.run([JudgeCall(id="a/1#judge1", messages=({"role": "user", "content": "x"},), params=params)], "v1")
+    assert fake.calls[0][0].params.regex == ArenaHard.VERDICT_REGEX and j.stats.constrained_calls == 1
+    # off by default: published judges run their published protocol
+    assert ArenaHard(ctx=Context(data_dir=data_dir)).judge_params(j, SamplingParams()).regex is None
+    # an unset regex stays out of the cache key, so existing keys did not change
+    assert "regex" not in SamplingParams().to_dict()
+
+
+def test_backend_that_cannot_constrain_falls_back_with_one_warning(store, data_dir, caplog):
+    from harness.benchmarks.mt_bench import MTBench
+
+    j = _judge(store, FakeBackend())  # can_constrain False: e.g. transformers or an OpenAI API
+    bench = MTBench(ctx=Context(data_dir=data_dir), options={"constrained_verdicts": True})
+    with caplog.at_level("WARNING", logger="harness.judges"):
+        first = bench.judge_params(j, SamplingParams(max_tokens=8))
+        again = bench.judge_params(j, SamplingParams(max_tokens=8))
+    assert first.regex is None and again.regex is None
+    assert sum("cannot constrain" in r.getMessage() for r in caplog.records) == 1
+
+
+# ---- the runner owns the judges -------------------------------------------------------------
+class _CountingBackend(FakeBackend):
+    closed = 0
+
+    def close(self):
+        type(self).closed += 1
+
+
+def _judged_suite(tmp_path, judge_line: str):
+    from harness.suites_config import load_suite
+
+    f = tmp_path / "judged.yaml"
+    f.write_text("name: judged\nbenchmarks:\n"
+                 "  - {name: arena-hard, limit: 2, options: {answers: gpt-4-0613, judge_max_tokens: 8}}\n"
+                 "  - {name: mt-bench, limit: 1, max_tokens: 8, options: {judge_max_tokens: 8}}\n" + judge_line)
+    return load_suite(str(f))
+
+
+def test_runner_builds_one_judge_per_run_and_closes_it(tmp_path, store, data_dir, embedded_model_dir,
+                                                       monkeypatch):
+    import harness.backends as backends
+    from harness.models import ResolvedModel
+    from harness.runner import RunOptions, run_suite
+
+    made = []
+
+    def make(name, model, options=None):
+        b = _CountingBackend(respond=lambda r, i: "Rating: [[6]] and [[A=B]]")
+        made.append(model.name)
+        return b
+
+    monkeypatch.setattr(backends, "make_backend", make)
+    _CountingBackend.closed = 0
+    candidate = ResolvedModel(name="cand", kind="local", path="/nowhere", fingerprint="sha256:c", template_hash="t")
+    spec = _judged_suite(tmp_path, f"judge: {embedded_model_dir}\n")
+    res = run_suite(spec, candidate, store, RunOptions(data_dir=data_dir, out=tmp_path / "o"))
+    judge_name = made[-1]
+    assert made.count(judge_name) == 1 and made.count("cand") == 1  # one judge engine for both benchmarks
+    assert _CountingBackend.closed == 2  # the candidate's engine and the judge's, closed by the runner
+    for name in ("arena-hard", "mt-bench"):
+        j = res["benchmarks"][name]["judge"]
+        assert j["model"] == judge_name and j["backend_calls"] > 0 and j["comparable"] is False
+    assert res["benchmarks"]["mt-bench"]["metrics"]["overall"]["value"] == 6.0
+
+
+def test_judged_benchmark_without_judge_is_a_usage_error(tmp_path, store, data_dir, monkeypatch):
+    import harness.backends as backends
+    from harness.errors import UsageError
+    from harness.models import ResolvedModel
+    from harness.runner import RunOptions, run_suite
+
+    monkeypatch.setattr(backends, "make_backend", lambda name, model, options=None: FakeBackend())
+    candidate = ResolvedModel(name="cand", kind="local", path="/nowhere", fingerprint="sha256:c", template_hash="t")
+    with pytest.raises(UsageError, match="--judge"):
+        run_suite(_judged_suite(tmp_path, ""), candidate, store, RunOptions(data_dir=data_dir, out=tmp_path / "o"))
 
 
 # ---- cost ledger -------------------------------------------------------------------------------

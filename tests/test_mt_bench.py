@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import pytest
 
@@ -25,8 +26,10 @@ class M:
 def _bench(data_dir, store, respond, **options):
     ctx = Context(data_dir=data_dir, store=store, judge="scripted", seed=7)
     fake = FakeBackend(respond)
-    ctx.extra["judges"] = {"scripted": Judge(model=M(), store=store, backend=LazyBackend(lambda: fake))}
-    return MTBench(ctx=ctx, options=options), fake
+    b = MTBench(ctx=ctx, options=options)
+    # the runner passes the run's judge to score(); these unit tests bind it once
+    b.score = partial(b.score, judge=Judge(model=M(), store=store, backend=LazyBackend(lambda: fake)))
+    return b, fake
 
 
 def test_turns_temperatures_and_references(data_dir, store):

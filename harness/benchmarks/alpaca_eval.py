@@ -35,10 +35,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, JudgedOptions, take
+from harness.benchmarks.base import Example, JudgedOptions, take
 from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
 from harness.errors import DataNotFoundError, HarnessError, UsageError
-from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
+from harness.judges import Judge, JudgeCall, JudgedBenchmark, missing_judge
 from harness.judges.parsers import alpaca_argmax_preference, alpaca_logprob_preference
 from harness.types import Completion, Request, SamplingParams
 
@@ -105,12 +105,17 @@ class AlpacaEval2Options(JudgedOptions):
     """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
 
 
-class AlpacaEval2(Benchmark):
+class AlpacaEval2(JudgedBenchmark):
     Options = AlpacaEval2Options
     name = "alpaca-eval-2"
     VERSION = "1"
     headline = "length_controlled_winrate"
     default_params = SamplingParams(temperature=0.0, max_tokens=4096)
+    PROMPT_VERSION = PROMPT_VERSION
+    PUBLISHED_JUDGE = PUBLISHED_JUDGE
+    # constrained_verdicts: the one generated token is a preference label; the preference
+    # still comes from its logprobs (raw, before the constraint) when the backend returns them
+    VERDICT_REGEX = r"[mM]"
     source = DataSource("alpaca_eval/alpaca_eval.jsonl", hub_id="tatsu-lab/alpaca_eval",
                         hub_config="alpaca_eval", hub_split="eval")
     reference_file = "alpaca_eval/results/gpt4_1106_preview/model_outputs.json"
@@ -139,10 +144,11 @@ class AlpacaEval2(Benchmark):
     def to_requests(self, example: Example) -> list[Request]:
         return [self.chat(example, example.data["instruction"])]
 
-    def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict[str, Any]]:
-        published = self.options.get("published_judge", PUBLISHED_JUDGE)
-        judge = get_judge(self.ctx, judge_spec(self), self.name, published)
-        before = snapshot(judge)
+    def score(self, examples: list[Example], completions: dict[str, Completion],
+              judge: Judge | None = None) -> list[dict[str, Any]]:
+        if judge is None:
+            raise missing_judge(self.name, self.published_judge)
+        params = self.judge_params(judge, JUDGE_PARAMS)
         items, calls, where = [], [], []
         for ex in examples:
             c = completions[self.request_id(ex)]
@@ -160,15 +166,14 @@ class AlpacaEval2(Benchmark):
             item["is_switched_outputs"] = switched
             calls.append(JudgeCall(id=self.request_id(ex, "#judge"),
                                    messages=judge_messages(ex.data["instruction"], out_1, out_2),
-                                   params=JUDGE_PARAMS))
+                                   params=params))
             where.append(item)
-        replies = judge.run(calls, PROMPT_VERSION)
-        errors = unparseable = fallback = 0
+        replies = judge.run(calls, self.PROMPT_VERSION)
+        fallback = 0
         for item, reply in zip(where, replies):
             item["judge_text"] = reply.text
             if reply.error:
                 item["judge_error"] = reply.error
-                errors += 1
                 continue
             pref = alpaca_logprob_preference(reply.logprobs)
             if reply.logprobs is None:
@@ -177,14 +182,11 @@ class AlpacaEval2(Benchmark):
                 fallback += 1
             if pref is None:
                 item["unparseable"] = True
-                unparseable += 1
                 continue
             if item["is_switched_outputs"]:
                 pref = 3.0 - pref
             item["preference"] = pref
             item["score"] = pref - 1.0
-        self._judge = judge_info(judge, PROMPT_VERSION, published, stats_delta(before, snapshot(judge)),
-                                 judge_errors=errors, unparseable=unparseable, argmax_fallback=fallback)
         if fallback:
             log.warning("alpaca-eval-2: %d item(s) judged by argmax label (backend gave no logprobs): "
                         "the preference is binarised and not comparable to weighted_alpaca_eval", fallback)
@@ -209,8 +211,6 @@ class AlpacaEval2(Benchmark):
     def provenance(self) -> dict[str, Any]:
         out = super().provenance()
         out["reference"] = {"generator": REFERENCE_GENERATOR, "revision": getattr(self, "reference_revision", None)}
-        if hasattr(self, "_judge"):
-            out["judge"] = self._judge
         return out
 
 

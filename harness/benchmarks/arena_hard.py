@@ -45,10 +45,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, JudgedOptions, take
+from harness.benchmarks.base import Example, JudgedOptions, take
 from harness.data import DataSource, load_rows, read_jsonl, resolve_data_dir
 from harness.errors import DataNotFoundError, UsageError
-from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
+from harness.judges import Judge, JudgeCall, JudgedBenchmark, missing_judge
 from harness.judges.parsers import ARENA_LABELS, arena_verdict, has_label
 from harness.types import Completion, Request, SamplingParams
 
@@ -111,12 +111,16 @@ class ArenaHardOptions(JudgedOptions):
     style_control: bool = False
 
 
-class ArenaHard(Benchmark):
+class ArenaHard(JudgedBenchmark):
     Options = ArenaHardOptions
     name = "arena-hard"
     VERSION = "1"
     headline = "score"
     default_params = SamplingParams(temperature=0.0, max_tokens=4096)
+    PROMPT_VERSION = PROMPT_VERSION
+    PUBLISHED_JUDGE = "gpt-4-1106-preview"  # v0.1; the version's own judge via `published_judge` below
+    # constrained_verdicts: the reply is the verdict label alone, in upstream's [[...]] form
+    VERDICT_REGEX = r"\[\[(A>>B|A>B|A=B|B>A|B>>A)\]\]"
 
     @property
     def version_info(self) -> dict[str, Any]:
@@ -180,12 +184,16 @@ class ArenaHard(Benchmark):
             return []
         return [self.chat(example, example.data["question"])]
 
-    def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict[str, Any]]:
-        vi = self.version_info
-        published = self.options.get("published_judge", vi["judge"])
-        judge = get_judge(self.ctx, judge_spec(self), self.name, published)
-        before = snapshot(judge)
-        params = SamplingParams(temperature=0.0, max_tokens=int(self.options.get("judge_max_tokens", 4096)))
+    @property
+    def published_judge(self) -> str:
+        return self.options.get("published_judge") or self.version_info["judge"]
+
+    def score(self, examples: list[Example], completions: dict[str, Completion],
+              judge: Judge | None = None) -> list[dict[str, Any]]:
+        if judge is None:
+            raise missing_judge(self.name, self.published_judge)
+        params = self.judge_params(judge, SamplingParams(
+            temperature=0.0, max_tokens=int(self.options.get("judge_max_tokens") or 4096)))
         counter = self.token_counter if self.style_control else None
         items, calls, where = [], [], []
         for ex in examples:
@@ -209,7 +217,7 @@ class ArenaHard(Benchmark):
                 calls.append(JudgeCall(id=self.request_id(ex, f"#judge{g + 1}"), messages=judge_messages(q, a, b),
                                        params=params))
                 where.append((item, g))
-        replies = judge.run(calls, PROMPT_VERSION)
+        replies = judge.run(calls, self.PROMPT_VERSION)
         # Upstream (gen_judgment.py, number_of_judgment_attempts = 2): a reply with no label at
         # all is continued once, the judge asked to finish with a verdict; an ambiguous one is not.
         again = [i for i, r in enumerate(replies) if not r.error and not has_label(r.text)]
@@ -217,25 +225,19 @@ class ArenaHard(Benchmark):
             cont = [JudgeCall(id=calls[i].id + "-cont", params=params, messages=calls[i].messages + (
                 {"role": "assistant", "content": replies[i].text or ""}, {"role": "user", "content": CONTINUE}))
                 for i in again]
-            for i, r in zip(again, judge.run(cont, PROMPT_VERSION)):
+            for i, r in zip(again, judge.run(cont, self.PROMPT_VERSION)):
                 replies[i] = r if r.error else replace(r, text=(replies[i].text or "") + "\n" + (r.text or ""))
-        errors = unparseable = 0
         for (item, g), reply in zip(where, replies):
             game: dict[str, Any] = {"judgment": reply.text, "score": None}
             if reply.error:
                 game["error"] = reply.error
-                errors += 1
             else:
                 game["score"] = arena_verdict(reply.text)
-                unparseable += game["score"] is None
             item["games"][g] = game
         for item in items:
             outcomes = [_model_outcome(g, i) for i, g in enumerate(item["games"]) if g and g.get("score")]
             if outcomes:
                 item["score"] = sum(outcomes) / len(outcomes)
-        self._judge = judge_info(judge, PROMPT_VERSION, published, stats_delta(before, snapshot(judge)),
-                                 judge_errors=errors, unparseable=unparseable)
-        self._judge["baseline"] = vi["baseline"]
         return items
 
     def aggregate(self, scores: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -267,8 +269,6 @@ class ArenaHard(Benchmark):
         out["arena_hard_version"] = self.version_info["name"]
         if self.options.get("answers"):
             out["answers_from"] = self.options["answers"]
-        if hasattr(self, "_judge"):
-            out["judge"] = self._judge
         return out
 
 

@@ -25,10 +25,10 @@ import logging
 import math
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, Example, JudgedOptions, take, with_params
+from harness.benchmarks.base import Example, JudgedOptions, take, with_params
 from harness.data import DataSource, load_rows, read_jsonl, resolve_data_dir
 from harness.errors import DataNotFoundError
-from harness.judges import JudgeCall, get_judge, judge_info, judge_spec, snapshot, stats_delta
+from harness.judges import Judge, JudgeCall, JudgedBenchmark, missing_judge
 from harness.judges.parsers import mt_bench_rating
 from harness.stats import mean_metric
 from harness.types import Completion, Request, SamplingParams
@@ -55,12 +55,16 @@ class MTBenchOptions(JudgedOptions):
     temperature_per_category: bool = True
 
 
-class MTBench(Benchmark):
+class MTBench(JudgedBenchmark):
     Options = MTBenchOptions
     name = "mt-bench"
     VERSION = "1"
     headline = "overall"
     default_params = SamplingParams(temperature=0.0, max_tokens=4096)
+    PROMPT_VERSION = PROMPT_VERSION
+    PUBLISHED_JUDGE = PUBLISHED_JUDGE
+    # constrained_verdicts: the reply is the rating line the judge prompt asks for ("Rating: [[5]]")
+    VERDICT_REGEX = r"Rating: \[\[([1-9]|10)\]\]"
     source = DataSource("mt_bench/question.jsonl")
 
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
@@ -102,12 +106,13 @@ class MTBench(Benchmark):
             return []
         return [Request(id=t2, messages=self._messages(example, completions), params=self._params(example))]
 
-    def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict[str, Any]]:
-        judge = get_judge(self.ctx, judge_spec(self), self.name,
-                          self.options.get("published_judge", PUBLISHED_JUDGE))
-        before = snapshot(judge)
+    def score(self, examples: list[Example], completions: dict[str, Completion],
+              judge: Judge | None = None) -> list[dict[str, Any]]:
+        if judge is None:
+            raise missing_judge(self.name, self.published_judge)
         prompts = {p["name"]: p for p in self._data("judge_prompts.jsonl")}
-        params = SamplingParams(temperature=0.0, max_tokens=int(self.options.get("judge_max_tokens", 2048)))
+        params = self.judge_params(judge, SamplingParams(
+            temperature=0.0, max_tokens=int(self.options.get("judge_max_tokens") or 2048)))
         items, calls, where = [], [], []
         for ex in examples:
             cat, (q1, q2) = ex.data["category"], ex.data["turns"][:2]
@@ -134,25 +139,20 @@ class MTBench(Benchmark):
                 calls.append(JudgeCall(id=self.request_id(ex, f"#judge-t{turn + 1}"),
                                        messages=judge_messages(prompts[name], **fields), params=params))
                 where.append((item, turn))
-        replies = judge.run(calls, PROMPT_VERSION)
-        errors = unparseable = 0
+        replies = judge.run(calls, self.PROMPT_VERSION)
         for (item, turn), reply in zip(where, replies):
             rec = item["turns"][turn]
             rec["judgment"] = reply.text
             if reply.error:
                 rec["judge_error"] = reply.error
-                errors += 1
                 continue
             rec["rating"] = mt_bench_rating(reply.text)
             if rec["rating"] is None:
                 rec["unparseable"] = True
-                unparseable += 1
         for item in items:
             ratings = [t["rating"] for t in item["turns"] if t["rating"] is not None]
             if ratings:
                 item["score"] = sum(ratings) / len(ratings)
-        self._judge = judge_info(judge, PROMPT_VERSION, self.options.get("published_judge", PUBLISHED_JUDGE),
-                                 stats_delta(before, snapshot(judge)), judge_errors=errors, unparseable=unparseable)
         return items
 
     def aggregate(self, scores: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -161,8 +161,6 @@ class MTBench(Benchmark):
     def provenance(self) -> dict[str, Any]:
         out = super().provenance()
         out["temperature_per_category"] = bool(self.options.get("temperature_per_category", True))
-        if hasattr(self, "_judge"):
-            out["judge"] = self._judge
         return out
 
 

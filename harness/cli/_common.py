@@ -65,3 +65,19 @@ def existing_file(path: str, what: str) -> Path:
     if not p.exists():
         raise UsageError(f"{what} {path!r} does not exist")
     return p
+
+
+def judge_for(bench, args):
+    """(pool, judge) for `harness score` of a judged benchmark, else (None, None). Judgments
+    are cached in the store, so re-judging the same completions with the same judge is free."""
+    from harness.judges import JudgedBenchmark, JudgePool, missing_judge
+
+    if not isinstance(bench, JudgedBenchmark):
+        if getattr(args, "judge", None):
+            raise UsageError(f"--judge: {bench.name} is not an LLM-judged benchmark")
+        return None, None
+    spec = bench.judge_spec(None, getattr(args, "judge", None))
+    if not spec:
+        raise missing_judge(bench.name, bench.published_judge)
+    pool = JudgePool(open_store(args), seed=getattr(args, "seed", 0) or 0)
+    return pool, pool.get(spec)

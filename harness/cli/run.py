@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 from pathlib import Path
 
 from harness.cli._common import console, metrics_table, open_store, parse_key_values
+from harness.cli._console import detect_offline, run_log
+
+log = logging.getLogger(__name__)
 
 
 def register(sub, parent) -> None:
@@ -53,24 +57,40 @@ def bench_options(args) -> dict[str, dict]:
 def cmd_run_suite(args) -> int:
     from harness.errors import UsageError
     from harness.models import resolve_model
-    from harness.runner import RunOptions, run_suite
+    from harness.runner import new_run_id, run_suite
     from harness.suites_config import load_suite
 
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     spec = load_suite(args.suite)
+    offline = detect_offline()
+    if offline:
+        log.info("offline: %s; benchmarks use local data only", offline)
     store = open_store(args)
     model = resolve_model(args.model, store=store, chat_template_file=args.chat_template)
-    opts = RunOptions(
+    run_id = new_run_id()
+    out_dir = Path(args.out) if args.out else Path("results") / run_id
+    with run_log(out_dir / "run.log", args.verbose) as log_path:
+        results = run_suite(spec, model, store, run_options(args, out_dir, run_id))
+    print_run(results, spec.name, model.name, log_path)
+    return 0
+
+
+def run_options(args, out_dir: Path, run_id: str):
+    from harness.runner import RunOptions
+
+    return RunOptions(
         bench_options=bench_options(args),
         backend=args.backend, backend_options=parse_key_values(args.backend_option, "--backend-option"),
         limit=args.limit, benchmarks=[b.strip() for b in args.benchmarks.split(",")] if args.benchmarks else None,
-        max_tokens=args.max_tokens, seed=args.seed, out=Path(args.out) if args.out else None,
+        max_tokens=args.max_tokens, seed=args.seed, out=out_dir,
         data_dir=Path(args.data_dir) if args.data_dir else None, judge=args.judge,
-        progress=not args.no_progress, command=shlex.join(["harness", *sys.argv[1:]]),
+        progress=not args.no_progress, command=shlex.join(["harness", *sys.argv[1:]]), run_id=run_id,
     )
-    results = run_suite(spec, model, store, opts)
-    console.print(metrics_table(results, title=f"{spec.name} · {model.name} · run {results['run_id']}"))
+
+
+def print_run(results: dict, suite: str, model: str, log_path: Path | None) -> None:
+    console.print(metrics_table(results, title=f"{suite} · {model} · run {results['run_id']}"))
     t = results["timings"]
     console.print(f"{t['generated_requests']} generated, {t['cached_requests']} cached, "
                   f"{t['failed_requests']} failed; {t['total_s']:.1f}s total"
@@ -81,6 +101,7 @@ def cmd_run_suite(args) -> int:
     for name, why in (results.get("skipped") or {}).items():
         console.print(f"[yellow]skipped {name} (optional, no data): {why}[/]")
     console.print(f"results: {results['out_dir']}/results.json")
+    if log_path is not None:
+        console.print(f"engine and library log: {log_path} (-v shows it here)")
     if t["failed_requests"]:
         console.print(f"[yellow]{t['failed_requests']} requests failed; re-run the same command to retry them.[/]")
-    return 0

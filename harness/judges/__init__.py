@@ -7,9 +7,10 @@ template, prompt version, judge messages, sampling params). The messages already
 the answers and their order, so the same pair judged in the other order is another key.
 A re-run, or a run killed half-way, asks the backend only for what is missing.
 
-The backend is built lazily (harness.runner.LazyBackend), so a fully cached re-judge
-never starts an engine or opens a connection, and one judge engine is shared by every
-benchmark of a run (kept in `Context.extra`).
+The backend is built lazily (harness.backends.lazy.LazyBackend), so a fully cached
+re-judge never starts an engine or opens a connection. The runner owns the judges: it
+builds one `JudgePool` per run, hands each judged benchmark its judge in `score()`, and
+closes the pool when the run ends; one judge engine serves every benchmark of the run.
 
 Errors are never verdicts: a call that still fails after the backend's bounded retries
 is stored with its error (the store does not return errored rows as hits, so the next
@@ -19,20 +20,28 @@ metric. A reply that does not parse is kept raw and counted by the benchmark.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from abc import abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
+import harness.backends as backends
+from harness.backends.lazy import LazyBackend
+from harness.benchmarks.base import Benchmark, Example
 from harness.errors import HarnessError, UsageError
+from harness.models import resolve_model
+from harness.store import ModelRecord
 from harness.types import Completion, Request, SamplingParams, stable_hash
 
 log = logging.getLogger(__name__)
 
 # The embedded model: fine for proving the pipeline runs, useless as a judge of quality.
 EMBEDDED_JUDGE = "smollm2-135m-instruct"
+# Backends that enforce SamplingParams.regex. The openai backend is not among them: only some
+# OpenAI-compatible servers accept a regex (vLLM's), and OpenAI's own API rejects the field.
+CONSTRAINING_BACKENDS = ("vllm",)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class JudgeStats:
     cached_completion_tokens: int = 0
     seconds: float = 0.0  # wall time generating judgments (engine start excluded)
     start_seconds: float = 0.0  # wall time building the backend (engine start)
+    constrained_calls: int = 0  # calls made under a verdict grammar (cached or not)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -81,8 +91,22 @@ class Judge:
 
     model: Any  # harness.models.ResolvedModel
     store: Any  # harness.store.Store
-    backend: Any  # harness.runner.LazyBackend
+    backend: LazyBackend
     stats: JudgeStats = field(default_factory=JudgeStats)
+    # whether the backend enforces SamplingParams.regex (vLLM's structured outputs)
+    can_constrain: bool = False
+    _warned: bool = False
+
+    def constrain(self, params: SamplingParams, regex: str) -> SamplingParams:
+        """`params` with the verdict grammar, or unchanged (one warning) when the backend
+        cannot enforce it: the run goes on unconstrained, and results say so."""
+        if self.can_constrain:
+            return replace(params, regex=regex)
+        if not self._warned:
+            self._warned = True
+            log.warning("judge %s: its backend cannot constrain output; verdicts are unconstrained",
+                        self.model.name)
+        return params
 
     @property
     def model_id(self) -> str:
@@ -102,6 +126,7 @@ class Judge:
         todo: dict[str, list[int]] = {}  # key -> positions (identical calls are made once)
         for i, k in enumerate(keys):
             self.stats.calls += 1
+            self.stats.constrained_calls += calls[i].params.regex is not None
             if k in hits:
                 row = hits[k]
                 out[i] = JudgeReply(text=row["text"], logprobs=json.loads(row["logprobs"]) if row["logprobs"] else None,
@@ -161,56 +186,103 @@ def _reply(c: Completion, key: str) -> JudgeReply:
                       completion_tokens=sum(c.completion_tokens), key=key)
 
 
-def judge_spec(bench) -> str | None:
-    """Which judge a benchmark uses: an explicit command-line --judge (when the runner puts
-    it in ctx.extra["judge_override"]) beats the suite entry's `options.judge`, which beats
-    the suite's `judge:` (ctx.judge)."""
-    return bench.ctx.extra.get("judge_override") or bench.options.get("judge") or bench.ctx.judge
+class JudgePool:
+    """The judges of one run, one per judge model spec, shared by every judged benchmark.
+
+    The runner (or the fusion pipeline, or `harness score --judge`) builds one, passes
+    `get(spec)` to each judged benchmark's `score()`, and closes it when the run ends.
+    `shared` maps a model fingerprint to (backend name, LazyBackend) of an engine its owner
+    keeps open (the candidate judging itself in an offline smoke run): a judge of that model
+    reuses it instead of starting a second copy of the same weights, and does not close it."""
+
+    def __init__(self, store, *, seed: int = 0, backend: str = "auto", backend_options: dict | None = None,
+                 shared: dict[str, tuple[str, LazyBackend]] | None = None):
+        self.store, self.seed = store, seed
+        self.backend, self.backend_options = backend, dict(backend_options or {})
+        self.shared = dict(shared or {})
+        self.judges: dict[str, Judge] = {}
+        self._owned: list[Judge] = []
+
+    def get(self, spec: str) -> Judge:
+        if spec in self.judges:
+            return self.judges[spec]
+        model = resolve_model(spec, self.store)
+        backend_name = backends.pick_backend(self.backend, model)
+        options = dict(self.backend_options)
+        if backend_name == "vllm":
+            options.setdefault("seed", self.seed)
+        self.store.register_model(ModelRecord(name=model.name, fingerprint=model.fingerprint, kind=model.kind,
+                                              path=model.path, template_hash=model.template_hash,
+                                              info=model.provenance()))
+        shared = self.shared.get(model.fingerprint)
+        if shared is not None and shared[0] == backend_name:
+            judge = Judge(model=model, store=self.store, backend=shared[1])  # its owner closes it
+        else:
+            judge = Judge(model=model, store=self.store,
+                          backend=LazyBackend(lambda: backends.make_backend(backend_name, model, options)))
+            self._owned.append(judge)
+        judge.can_constrain = backend_name in CONSTRAINING_BACKENDS
+        self.judges[spec] = judge
+        return judge
+
+    def close(self) -> None:
+        """Free every judge engine this pool started (idempotent)."""
+        for judge in self._owned:
+            judge.close()
 
 
-def get_judge(ctx, spec: str | None, benchmark: str, published: str) -> Judge:
-    """The run's judge for `spec` (a --model spec), shared by all benchmarks of the run.
-
-    `published` names the judge the benchmark's published numbers used; it is only
-    used for the error message here (see `judge_info` for the comparability flag)."""
-    if not spec:
-        raise UsageError(f"benchmark {benchmark!r} needs a judge model: pass --judge "
-                         f"openai:{published}@<base_url> for numbers comparable to published ones, "
-                         f"or --judge {EMBEDDED_JUDGE} for an offline smoke run (or set `judge:` in the suite)")
-    judges = ctx.extra.setdefault("judges", {})
-    if spec in judges:
-        return judges[spec]
-    from harness.backends import make_backend, pick_backend
-    from harness.models import resolve_model
-    from harness.runner import LazyBackend
-    from harness.store import ModelRecord
-
-    model = resolve_model(spec, ctx.store)
-    backend_name = pick_backend(ctx.extra.get("judge_backend", "auto"), model)
-    options = dict(ctx.extra.get("judge_backend_options") or {})
-    if backend_name == "vllm":
-        options.setdefault("seed", ctx.seed)
-    ctx.store.register_model(ModelRecord(name=model.name, fingerprint=model.fingerprint, kind=model.kind,
-                                         path=model.path, template_hash=model.template_hash,
-                                         info=model.provenance()))
-    shared = (ctx.extra.get("shared_backends") or {}).get(model.fingerprint)
-    if shared is not None and shared[0] == backend_name:
-        # the candidate's own engine, still up: the runner owns it and closes it
-        return judges.setdefault(spec, Judge(model=model, store=ctx.store, backend=shared[1]))
-    lazy = LazyBackend(lambda: make_backend(backend_name, model, options))
-    judge = judges[spec] = Judge(model=model, store=ctx.store, backend=lazy)
-    # The engine stays up for the next judged benchmark of the run; free it at exit.
-    atexit.register(judge.close)
-    return judge
+def missing_judge(benchmark: str, published: str) -> UsageError:
+    return UsageError(f"benchmark {benchmark!r} needs a judge model: pass --judge "
+                      f"openai:{published}@<base_url> for numbers comparable to published ones, "
+                      f"or --judge {EMBEDDED_JUDGE} for an offline smoke run (or set `judge:` in the suite)")
 
 
-def judge_info(judge: Judge, prompt_version: str, published: str, stats: JudgeStats, **counts: int) -> dict:
+class JudgedBenchmark(Benchmark):
+    """A benchmark scored by an LLM judge. It declares its judge protocol here; the runner
+    builds the judge (`JudgePool`) and passes it to `score(..., judge=)`, then records
+    `judge_info` beside the benchmark's results."""
+
+    PROMPT_VERSION: ClassVar[str]
+    PUBLISHED_JUDGE: ClassVar[str]
+    # The verdict grammar (a regex over the whole reply) for backends that can constrain
+    # output; used only when the suite asks for `constrained_verdicts: true`.
+    VERDICT_REGEX: ClassVar[str | None] = None
+
+    @property
+    def published_judge(self) -> str:
+        """The judge the published numbers used (the comparability flag)."""
+        return self.options.get("published_judge") or self.PUBLISHED_JUDGE
+
+    def judge_spec(self, run_judge: str | None, override: str | None = None) -> str | None:
+        """Which judge scores this benchmark: an explicit --judge (`override`) beats the suite
+        entry's `options.judge`, which beats the suite's `judge:` (`run_judge`)."""
+        return override or self.options.get("judge") or run_judge
+
+    def judge_params(self, judge: Judge, params: SamplingParams) -> SamplingParams:
+        """The verdict call's params: with the verdict grammar when the suite asks for
+        `constrained_verdicts` and the judge's backend can enforce it."""
+        if not self.options.get("constrained_verdicts") or self.VERDICT_REGEX is None:
+            return params
+        return judge.constrain(params, self.VERDICT_REGEX)
+
+    @abstractmethod
+    def score(self, examples: list[Example], completions: dict[str, Completion],
+              judge: Judge | None = None) -> list[dict[str, Any]]:
+        """As Benchmark.score; `judge` is None only when no judge was configured (an error)."""
+
+
+def judge_info(judge: Judge, bench: JudgedBenchmark, stats: JudgeStats, metrics: dict[str, Any]) -> dict:
     """What results.json records about a benchmark's judge: who judged, with which prompt,
     whether that is the published judge, what it cost and what went wrong."""
+    published = bench.published_judge
     comparable = judge.model_id == published
+    counts = {k: (metrics.get(m) or {}).get("value", 0) for k, m in
+              (("judge_errors", "judge_errors"), ("unparseable", "judge_unparseable"),
+               ("argmax_fallback", "argmax_fallback")) if m in metrics}
     info = {"model": judge.model.name, "model_id": judge.model_id, "fingerprint": judge.model.fingerprint,
-            "prompt_version": prompt_version, "published_judge": published, "comparable": comparable,
-            **stats.to_dict(), **counts}
+            "prompt_version": bench.PROMPT_VERSION, "published_judge": published, "comparable": comparable,
+            # verdicts generated under the benchmark's verdict grammar (structured decoding)
+            "constrained": stats.constrained_calls > 0, **stats.to_dict(), **counts}
     if not comparable:
         info["warning"] = (f"judge {judge.model_id!r} is not the published judge {published!r}: "
                            "these numbers are NOT comparable to published ones")

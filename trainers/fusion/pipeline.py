@@ -78,11 +78,10 @@ def score_answers(items: list, answers: dict[str, list], recipe, store, seed: in
         else:
             state = judge_state if judge_state is not None else {}
             if "judge" not in state:
-                from harness.benchmarks.base import Context
-                from harness.judges import get_judge
+                from harness.judges import JudgePool
 
-                ctx = Context(store=store, seed=seed, extra={"judge_backend": s.judge_backend})
-                state["judge"] = get_judge(ctx, s.judge, "fusion-data", published="(none: fusion ranking)")
+                # one judge for the data stage; build_data closes it (state["judge"].close())
+                state["judge"] = JudgePool(store, seed=seed, backend=s.judge_backend).get(s.judge)
             records["instruction"] = scoring.score_with_judge(by_kind["instruction"], state["judge"])
     return {it.pool: records.get(it.kind) for it in items}
 
