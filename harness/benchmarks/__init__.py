@@ -21,5 +21,6 @@ BENCHMARKS = Registry(
         "mmlu": "harness.benchmarks.mmlu:MMLU",
         "mmlu-redux": "harness.benchmarks.mmlu_redux:MMLURedux",
         "gpqa-diamond": "harness.benchmarks.gpqa_diamond:GPQADiamond",
+        "amc23": "harness.benchmarks.amc23:AMC23",
     },
 )
