@@ -211,3 +211,30 @@ def test_merge_killed_halfway_registers_nothing_and_next_run_redoes_it(tiny, sto
     monkeypatch.setattr(mergekit.merge, "run_merge", real)
     run_merge(_cfg(root), name="k", out_dir=models / "k", store=store, options={"copy_tokenizer": False})
     assert store.get_model("k") is not None and (models / "k" / "model.safetensors").exists()
+
+
+def test_cli_merge_then_models_shows_lineage(tiny, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    root, _ = tiny
+    cfg = tmp_path / "merge_tiny.yaml"
+    cfg.write_text(yaml.safe_dump(_cfg(root, "sce", 1.0)))
+    env = {**os.environ, "COLUMNS": "400"}
+    harness = [sys.executable, "-m", "harness.cli", "--store", str(tmp_path / "s.sqlite")]
+
+    def run(*argv: str) -> str:
+        p = subprocess.run([*harness[:3], argv[0], *harness[3:], *argv[1:]], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    out = run("merge", "--config", str(cfg), "--option", "copy_tokenizer=false")
+    assert "uniform-weight fallback:" in out and "merge_tiny" in out
+    assert (tmp_path / "merges" / "merge_tiny" / "model.safetensors").exists()
+    listing = run("models")
+    assert f"{root / 'base'} (base)" in listing and f"{root / 'a'} (merged)" in listing
+    assert "merge: sce, " in listing and "tensors uniform" in listing
