@@ -22,5 +22,6 @@ BENCHMARKS = Registry(
         "mmlu-redux": "harness.benchmarks.mmlu_redux:MMLURedux",
         "gpqa-diamond": "harness.benchmarks.gpqa_diamond:GPQADiamond",
         "amc23": "harness.benchmarks.amc23:AMC23",
+        "livebench": "harness.benchmarks.livebench:LiveBench",
     },
 )
