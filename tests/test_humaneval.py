@@ -76,8 +76,9 @@ def test_missing_imports_and_prompt_helpers_are_supplied(problems):
     reply = ("```python\ndef decode_cyclic(s: str):\n    return encode_cyclic(encode_cyclic(s))\n```")
     program = build_program(p["prompt"], p["entry_point"], reply)
     assert "def encode_cyclic" in program
-    res = check_programs([("k", program, p["test"], p["entry_point"])])
-    assert res["k"]["outcome"] == "passed"
+    res = check_programs([("k", program, p["test"], p["entry_point"])],
+                         references={"k": p["prompt"] + p["canonical_solution"]})
+    assert res["k"]["outcome"] == "passed" and res["k"]["decided_by"] == "harness"
 
 
 # ---- the real 164 problems in the sandbox -----------------------------------------------------
@@ -90,9 +91,10 @@ def test_all_164_canonical_solutions_pass(problems):
             "Here you go:\n```python\n" + p["prompt"] + p["canonical_solution"] + "\n\nprint('demo')\n```\n")
         items.append((p["task_id"], build_program(p["prompt"], p["entry_point"], reply), p["test"],
                       p["entry_point"]))
-    res = check_programs(items)
+    res = check_programs(items, references={p["task_id"]: p["prompt"] + p["canonical_solution"] for p in problems})
     failed = {k: v for k, v in res.items() if v["outcome"] != "passed"}
     assert failed == {}
+    assert {v["decided_by"] for v in res.values()} == {"harness"}  # every test split
 
 
 MUTATE = """
@@ -117,7 +119,7 @@ def {entry}(*args, **kwargs):
 def test_wrong_mutations_of_20_canonical_solutions_fail(problems):
     items = [(p["task_id"], p["prompt"] + p["canonical_solution"] + MUTATE.format(entry=p["entry_point"]),
               p["test"], p["entry_point"]) for p in problems[:20]]
-    res = check_programs(items)
+    res = check_programs(items, references={p["task_id"]: p["prompt"] + p["canonical_solution"] for p in problems})
     assert {k: v["outcome"] for k, v in res.items()} == {p["task_id"]: "failed" for p in problems[:20]}
     assert all(v["first_failing_test"] and "candidate" in v["first_failing_test"] for v in res.values())
 

@@ -275,6 +275,7 @@ def test_a_dead_worker_is_a_sandbox_error_then_replaced():
 
 @pytest.mark.parametrize("mode", ["unshare", "none"])
 def test_fallback_modes_still_contain_the_basics(mode, monkeypatch):
+    monkeypatch.setenv(core.UNSAFE_ENV, "1")  # mode none runs only when the user accepts it
     if mode == "unshare" and not core._probe("unshare")[0]:
         pytest.skip("unshare cannot create namespaces here")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fallback-secret")
@@ -285,7 +286,11 @@ def test_fallback_modes_still_contain_the_basics(mode, monkeypatch):
                            "import os\nprint(os.environ.get('OPENAI_API_KEY'))\n" + GOOD_F), mode)
     assert "blocked" in net.stdout_tail and "sk-fallback" not in net.stdout_tail
     assert core._run(script("while True:\n    pass\n", wall_s=1.0), mode).status == "timeout"
-    assert not core._run(script("import os\nos.kill(os.getppid(), 9)\n" + GOOD_F), mode).passed
+    # The program is pid 1 of its own pid namespace in mode unshare: its parent is out of reach
+    # (getppid() is 0), so the kill does nothing and the correct function still passes.
+    killed = core._run(script("import os\nos.kill(os.getppid(), 9)\n" + GOOD_F), mode)
+    assert killed.passed == (mode == "unshare")
+    assert core._run(script(GOOD_F), mode).passed  # and the harness goes on
 
 
 def test_speed_factor_is_measured_and_recorded():

