@@ -23,5 +23,6 @@ BENCHMARKS = Registry(
         "gpqa-diamond": "harness.benchmarks.gpqa_diamond:GPQADiamond",
         "amc23": "harness.benchmarks.amc23:AMC23",
         "livebench": "harness.benchmarks.livebench:LiveBench",
+        "alignbench": "harness.benchmarks.alignbench:AlignBench",
     },
 )
