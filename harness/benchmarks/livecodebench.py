@@ -43,6 +43,7 @@ from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example, take
 from harness.benchmarks.code_extract import extract_code
 from harness.data import file_revision, resolve_data_dir
 from harness.errors import DataNotFoundError, HarnessError, UsageError
+from harness.sandbox.plain import PlainValueError, loads_bounded
 from harness.types import Completion, Request, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -196,9 +197,11 @@ def lines_match(got: str, expected: str) -> bool:
 
 
 def values_match(got_json: str, expected: str) -> bool:
+    """`got_json` was written by the program: parsed with size and depth caps (a 100 000-deep
+    list would be a RecursionError in json.loads, ending the whole scoring run)."""
     try:
-        return json.loads(got_json) == json.loads(expected)
-    except (json.JSONDecodeError, TypeError):
+        return loads_bounded(got_json, max_chars=16 << 20) == json.loads(expected)
+    except (PlainValueError, json.JSONDecodeError, TypeError, RecursionError):
         return False
 
 

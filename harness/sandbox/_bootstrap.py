@@ -118,6 +118,9 @@ def _isolate_fs(cfg):
         os.makedirs(inside, mode=0o755, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", inside, None, MS_BIND | MS_REC)
         os.close(fd)
+    for d in cfg.get("mask", []):
+        if os.path.isdir(d) and not os.path.islink(d):
+            _mount("tmpfs", d, "tmpfs", _MS["nosuid"] | _MS["nodev"], "size=4k,mode=0755")
     table = _mount_table()
     for point, flags in table:
         try:

