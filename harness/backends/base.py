@@ -34,8 +34,27 @@ def render_chat(tokenizer, messages: list[Message] | tuple[Message, ...], templa
     if not tpl:
         raise UsageError(f"model {model_name!r} has no chat template; pass --chat-template FILE "
                          "(a Jinja template as in tokenizer_config.json)")
+    if messages and messages[-1]["role"] == "assistant":
+        return _render_prefilled(tokenizer, messages, tpl)
     ids = tokenizer.apply_chat_template(list(messages), chat_template=tpl, add_generation_prompt=True,
                                         tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
         ids = ids["input_ids"]
     return list(ids)
+
+
+# EvalPlus's splitter (evalplus/provider/utility.py make_raw_chat_prompt)
+_MAGIC_SPLITTER = "-[[]]-this-is-really-our-highest-priority-[[]]-"
+
+
+def _render_prefilled(tokenizer, messages, tpl: str) -> list[int]:
+    """A final assistant message is a prefill the model continues (EvalPlus's MBPP+ and
+    HumanEval+ chat prompts): rendered as EvalPlus does, the whole conversation with a
+    splitter after the prefill, cut at the splitter. Unlike transformers'
+    continue_final_message this keeps the prefill's trailing newline."""
+    *head, last = messages
+    closed = [*head, {"role": "assistant", "content": last["content"] + _MAGIC_SPLITTER + "\n```\n"}]
+    text = tokenizer.apply_chat_template(closed, chat_template=tpl, tokenize=False)
+    if _MAGIC_SPLITTER not in text:
+        raise UsageError("the chat template dropped the assistant prefill; this model cannot continue a prefilled turn")
+    return list(tokenizer(text.split(_MAGIC_SPLITTER)[0], add_special_tokens=False)["input_ids"])
