@@ -69,6 +69,7 @@ class Leaderboard:
     store_path: str | None
     built_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     fusion: list[FusionData] = field(default_factory=list)  # `harness fuse data` stats, rows matched
+    lineage: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # row key -> (parent, role)
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)
@@ -204,6 +205,9 @@ def build_leaderboard(spec: LeaderboardSpec, store=None,
     for fd in fusion:
         match_rows(fd, rows)
     lb.deltas = {r.key: candidate_deltas(lb, r) for r in rows if r.entry.role == "candidate"}
+    if store is not None:  # parents from the store (a merge has the base and every merged model)
+        parents = {r.key: store.model_parents(r.run.model) for r in rows if r.run.model}
+        lb.lineage = {key: [(p.parent, p.role) for p in ps] for key, ps in parents.items() if ps}
     return lb
 
 
@@ -248,6 +252,26 @@ def candidate_deltas(lb: Leaderboard, cand: Row) -> list[CandidateDelta]:
 
 
 # ---- item-level data for the drill-down pages ----------------------------------------------
+def _texts_from_links(rows: list[dict], out: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Fill `out` from store.run_generations rows: an item's main request is the first one
+    (lowest request id: "<bench>/<item>" sorts before its "#suffix" follow-ups)."""
+    for r in rows:
+        if r["benchmark"] not in out:
+            continue
+        rec = out[r["benchmark"]].setdefault(r["item_id"], {"prompt": None, "answer": None, "extra": [],
+                                                            "_main": r["request_id"]})
+        sample = f" sample {r['sample_index']}" if r["sample_index"] else ""
+        if r["request_id"] == rec["_main"] and rec["answer"] is None:
+            rec["prompt"], rec["answer"] = json.loads(r["messages"]), r["text"]
+        elif r["request_id"] == rec["_main"]:
+            rec["extra"].append((sample.strip(), r["text"]))
+        else:
+            rec["extra"].append((r["request_id"] + sample, r["text"]))
+    for items in out.values():
+        for rec in items.values():
+            rec.pop("_main", None)
+
+
 def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
     """{benchmark: {item_id: {"prompt": [messages], "answer": str, "extra": [(label, text)]}}}.
 
@@ -256,7 +280,10 @@ def run_texts(store, run: LoadedRun) -> dict[str, dict[str, dict[str, Any]]]:
     the rows generated with the benchmark's sampling params when there are several. One
     query per run, on the (model_fingerprint, request_id) index. Falls back to the run's <bench>.jsonl (answers only) for the rest."""
     out: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in run.benchmarks}
-    if store is not None and run.model_fingerprint:
+    linked = store.run_generations(run.run_id) if store is not None else []
+    if linked:  # the runner recorded which generations this run used, per benchmark and item
+        _texts_from_links(linked, out)
+    elif store is not None and run.model_fingerprint:  # runs recorded before the link table
         benches = list(out)
         # filtered by benchmark in SQL: a model used for fusion data may have many more rows
         rows = store.generations_for(run.model_fingerprint, benches)

@@ -18,8 +18,9 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.store import ModelParent, ModelRecord  # noqa: E402
 from trainers.merge import fuseai_sce, run_merge  # noqa: E402
-from trainers.merge.run import PROVENANCE_FILE  # noqa: E402
-from trainers.merge.sce import counting_fallbacks  # noqa: E402
+from trainers.merge.checks import check_base_present  # noqa: E402
+from trainers.merge.run import PROVENANCE_FILE, load_merge_config  # noqa: E402
+from trainers.merge.sce import _register_fuseai_method, counting_fallbacks  # noqa: E402
 
 # Two task vectors over a zero base, worked by hand in the docstrings below.
 TAU_1 = [2.0, -2.0, 3.0, 0.0]
@@ -238,3 +239,15 @@ def test_cli_merge_then_models_shows_lineage(tiny, tmp_path):
     listing = run("models")
     assert f"{root / 'base'} (base)" in listing and f"{root / 'a'} (merged)" in listing
     assert "merge: sce, " in listing and "tensors uniform" in listing
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "trainers" / "recipes")
+                                          .glob("merge_*.yaml")), ids=lambda p: p.stem)
+def test_shipped_merge_recipes_are_valid_mergekit_configs(recipe):
+    from mergekit.config import MergeConfiguration
+
+    _register_fuseai_method()
+    cfg = load_merge_config(recipe)
+    MergeConfiguration.model_validate(cfg)
+    check_base_present(cfg["merge_method"], cfg.get("base_model"))
+    assert cfg["merge_method"] in ("sce", "sce_fuseai")
