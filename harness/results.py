@@ -175,11 +175,12 @@ class ScoredBenchmark:
 
 
 def build_results(run_id, spec, model, backend_name, lazy, scored: dict[str, ScoredBenchmark], completions,
-                  stats, opts, total_s: float, *, skipped: dict[str, str] | None = None,
-                  out_dir: Path | None = None) -> RunRecord:
+                  owner: dict[str, tuple[str, str]], stats, opts, total_s: float, *,
+                  skipped: dict[str, str] | None = None, out_dir: Path | None = None) -> RunRecord:
+    """`owner` maps each request id to its (benchmark, item id), as the runner recorded it."""
     benchmarks = {}
     for name, sb in scored.items():
-        own = [c for rid, c in completions.items() if rid.startswith(f"{name}/")]
+        own = [c for rid, c in completions.items() if owner.get(rid, ("",))[0] == name]
         benchmarks[name] = BenchmarkResult(
             headline=sb.bench.headline, metrics=sb.metrics, n_items=len(sb.examples),
             truncation_rate=truncation_rate(own), errors=sum(c.error is not None for c in own),
@@ -215,20 +216,21 @@ def _no_nan(x):
     return x
 
 
-def write_outputs(out_dir: Path, record: RunRecord, scored: dict[str, ScoredBenchmark], completions: dict) -> None:
+def write_outputs(out_dir: Path, record: RunRecord, scored: dict[str, ScoredBenchmark], completions: dict,
+                  owner: dict[str, tuple[str, str]]) -> None:
     """results.json plus <benchmark>.jsonl with every item's completion and score, in the
     same shape `harness score` reads, so saved generations can be re-scored offline."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Request ids are "<benchmark>/<item>" plus "#<suffix>" for an item's further requests.
-    by_item: dict[str, dict[str, list[str]]] = {}
+    by_item: dict[tuple[str, str], dict[str, list[str]]] = {}  # (benchmark, item) -> {request id: texts}
     for rid, c in completions.items():
-        by_item.setdefault(rid.split("#", 1)[0], {})[rid] = c.texts
+        if rid in owner:
+            by_item.setdefault(owner[rid], {})[rid] = c.texts
     for name, sb in scored.items():
         by_id = {s["id"]: s for s in sb.scores}
         with (out_dir / f"{name}.jsonl").open("w") as f:
             for ex in sb.examples:
-                texts = by_item.get(f"{name}/{ex.id}", {})
-                main = texts.get(f"{name}/{ex.id}") or [""]
+                texts = by_item.get((name, ex.id), {})
+                main = texts.get(sb.bench.request_id(ex)) or [""]
                 row = {"id": ex.id, "completion": main[0], "samples": texts,
                        **{k: v for k, v in by_id.get(ex.id, {}).items() if k != "id"}}
                 f.write(json.dumps(_no_nan(row), ensure_ascii=False, default=str) + "\n")

@@ -287,6 +287,25 @@ def score_benchmarks(loaded, completions: dict[str, Completion], judge_for: dict
     return out
 
 
+def owned(batches: list[tuple[Benchmark, Example, list[Request]]], owner: dict[str, tuple[str, str]]
+          ) -> list[Request]:
+    """The requests of (benchmark, example, requests) triples, noting each one's owner."""
+    out = []
+    for bench, ex, reqs in batches:
+        for r in reqs:
+            owner[r.id] = (bench.name, ex.id)
+            out.append(r)
+    return out
+
+
+def link_run(store: Store, run_id: str, model: ResolvedModel, requests: list[Request],
+             owner: dict[str, tuple[str, str]]) -> None:
+    """Record in the store which generations (cached or new) this run used, per benchmark and item."""
+    store.link_run_generations(run_id, [
+        (*owner[r.id], r.id, i, generation_key(model.fingerprint, model.template_hash, r, i))
+        for r in requests for i in range(r.params.n)])
+
+
 def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dict[str, Any]:
     from harness.backends import make_backend, pick_backend
 
@@ -315,20 +334,22 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
                      shared={model.fingerprint: (backend_name, lazy)} if model_judges else None)
     try:
         completions: dict[str, Completion] = {}
+        owner: dict[str, tuple[str, str]] = {}  # request id -> (benchmark, item id)
         pending = [(b, ex) for b, exs in loaded for ex in exs]
-        requests = [r for b, ex in pending for r in b.to_requests(ex)]
+        requests = owned([(b, ex, b.to_requests(ex)) for b, ex in pending], owner)
         while requests:  # more than one pass only for multi-turn benchmarks
             completions.update(generate_all(requests, model, store, lazy, stats, progress=opts.progress))
-            requests = [r for b, ex in pending for r in b.next_requests(ex, completions)]
+            link_run(store, run_id, model, requests, owner)
+            requests = owned([(b, ex, b.next_requests(ex, completions)) for b, ex in pending], owner)
         if not model_judges:
             lazy.close()  # free the engine before a judge engine may start
         scored = score_benchmarks(loaded, completions, judge_for, pool, store, run_id)
         out_dir = opts.out or Path("results") / run_id
-        record = build_results(run_id, spec, model, backend_name, lazy, scored, completions, stats,
+        record = build_results(run_id, spec, model, backend_name, lazy, scored, completions, owner, stats,
                                opts, time.perf_counter() - t_start, skipped=skipped, out_dir=out_dir)
         results = record.to_json()
         _warn_truncation(results)
-        write_outputs(out_dir, record, scored, completions)
+        write_outputs(out_dir, record, scored, completions, owner)
         store.finish_run(run_id, "finished", results)
         return results
     except KeyboardInterrupt:

@@ -83,6 +83,17 @@ CREATE TABLE IF NOT EXISTS scores (
     score TEXT NOT NULL,           -- JSON: benchmark-specific per-item record
     PRIMARY KEY (run_id, benchmark, item_id)
 );
+-- which generations a run used (cached or new), named by benchmark and item: recorded by the
+-- runner, so readers never recover the benchmark or item by parsing request ids
+CREATE TABLE IF NOT EXISTS run_generations (
+    run_id TEXT NOT NULL,
+    benchmark TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    key TEXT NOT NULL,             -- generations.key
+    PRIMARY KEY (run_id, request_id, sample_index)
+);
 CREATE INDEX IF NOT EXISTS scores_by_run ON scores(run_id, benchmark);
 CREATE INDEX IF NOT EXISTS generations_by_model ON generations(model_fingerprint, request_id);
 -- lineage: every parent of a model (a merge has the base and each merged model). models.parent
@@ -247,6 +258,21 @@ class Store:
             "SELECT request_id, sample_index, messages, params, text, finish_reason FROM generations"
             " WHERE model_fingerprint = ? AND substr(request_id, 1, instr(request_id, '/') - 1)"
             f" IN ({','.join('?' * len(benchmarks))}) ORDER BY created_at", (model_fingerprint, *benchmarks))
+
+    def link_run_generations(self, run_id: str, rows: list[tuple[str, str, str, int, str]]) -> None:
+        """Record that a run used these generations: (benchmark, item id, request id, sample
+        index, generation key) each. Idempotent (a resumed pass links the same rows again)."""
+        with self._write() as c:
+            c.executemany("INSERT OR IGNORE INTO run_generations VALUES (?,?,?,?,?,?)",
+                          [(run_id, *r) for r in rows])
+
+    def run_generations(self, run_id: str) -> list[dict[str, Any]]:
+        """The generations a run used, with their benchmark and item; [] for runs recorded
+        before the link table existed."""
+        return self._query(
+            "SELECT l.benchmark, l.item_id, l.request_id, l.sample_index, g.messages, g.params, g.text,"
+            " g.finish_reason FROM run_generations l JOIN generations g ON g.key = l.key"
+            " WHERE l.run_id = ? ORDER BY l.benchmark, l.request_id, l.sample_index", (run_id,))
 
     def put_completion(self, keys: list[str], model_fingerprint: str, request: Request, completion: Completion) -> None:
         """Store each sample of a finished completion. Failed requests are not cached:

@@ -35,6 +35,9 @@ def register(sub, parent) -> None:
     p.add_argument("--chat-template", help="Jinja chat template file for models without one")
     p.add_argument("--out", help="output directory for results.json (default results/<run id>)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--leaderboard", metavar="DIR",
+                   help="after the run, (re)build the suite's leaderboard (every model with a finished run of "
+                        "this suite in the store, latest run each) into DIR and print its path")
     p.set_defaults(func=cmd_run_suite)
 
 
@@ -73,7 +76,35 @@ def cmd_run_suite(args) -> int:
     with run_log(out_dir / "run.log", args.verbose) as log_path:
         results = run_suite(spec, model, store, run_options(args, out_dir, run_id))
     print_run(results, spec.name, model.name, log_path)
+    if args.leaderboard:
+        index = build_suite_leaderboard(spec.name, store, Path(args.leaderboard))
+        console.print(f"leaderboard: {index.resolve()}", highlight=False)
+    console.print(one_line_summary(results), highlight=False)
     return 0
+
+
+def build_suite_leaderboard(suite: str, store, out: Path) -> Path:
+    """Rebuilt from the store every time, so a run killed while it was written heals on the next."""
+    from leaderboards.build import build_leaderboard
+    from leaderboards.render import write_site
+    from leaderboards.spec import LeaderboardSpec
+
+    models = list(dict.fromkeys(r["model"] for r in store.list_runs()
+                                if r["results"] is not None and r["suite"] == suite))
+    spec = LeaderboardSpec(name=suite, suite=suite, models=[{"model": m, "role": "baseline"} for m in models])
+    return write_site(build_leaderboard(spec, store), out, store)
+
+
+def one_line_summary(results: dict) -> str:
+    """`suite · model: bench headline ...` with n/a for benchmarks without a value."""
+    parts = []
+    for name, b in results["benchmarks"].items():
+        m = b["metrics"].get(b["headline"]) or {}
+        value = m.get("value") if isinstance(m, dict) else None
+        flag = "*" if (b.get("judge") or {}).get("comparable") is False else ""
+        parts.append(f"{name} {value:.1f}{flag}" if value is not None else f"{name} n/a")
+    note = " (* judged by a non-published judge: not comparable)" if "*" in " ".join(parts) else ""
+    return f"summary: {results['suite']} · {results['model']['name']}: " + ", ".join(parts) + note
 
 
 def run_options(args, out_dir: Path, run_id: str):
