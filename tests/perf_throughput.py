@@ -25,30 +25,35 @@ def gsm8k_prompts(n: int) -> list[str]:
 
 
 def raw_vllm(n: int, max_tokens: int, out: Path) -> dict:
-    """vLLM's own LLM.generate on the same token ids the harness would send: the floor."""
-    from vllm import LLM, SamplingParams
+    """vLLM's own LLM.generate on the same token ids the harness would send: the floor.
 
-    from harness.backends.vllm_backend import _cpu_dtype, _use_all_small_cpu
-    from harness.models import ensure_alias
-
-    path = str(ensure_alias("smollm2-135m-instruct"))
-    t0 = time.perf_counter()
-    _use_all_small_cpu()  # the same engine settings the harness uses
-    llm = LLM(model=path, dtype=_cpu_dtype(), max_model_len=4096, seed=0, enforce_eager=True)
-    start = time.perf_counter() - t0
-    tok = llm.get_tokenizer()
-    ids = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
-           for p in gsm8k_prompts(n)]
-    ids = [x["input_ids"] if hasattr(x, "keys") else x for x in ids]
+    The engine is built by the harness's VLLMBackend (same engine args, same environment:
+    KV-cache size, core binding, dtype, eager, whole-prompt prefill), so the only difference
+    measured is LLM.generate vs the harness's stepped, committed, scored path. A hand-built
+    LLM(...) with vLLM's defaults failed here to start ("WorkerProc initialization failed")."""
+    from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
+    from harness.backends.base import render_chat
+    from harness.backends.vllm_backend import VLLMBackend
+    from harness.models import resolve_model
+
+    model = resolve_model("smollm2-135m-instruct")
     t0 = time.perf_counter()
-    outs = llm.generate([TokensPrompt(prompt_token_ids=list(x)) for x in ids],
+    backend = VLLMBackend(model, seed=0)
+    start = time.perf_counter() - t0
+    llm = backend.llm
+    ids = [render_chat(backend.tokenizer, [{"role": "user", "content": p}], model.chat_template, model.name)
+           for p in gsm8k_prompts(n)]
+    t0 = time.perf_counter()
+    outs = llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids],
                         SamplingParams(temperature=0, max_tokens=max_tokens), use_tqdm=False)
     gen = time.perf_counter() - t0
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    backend.close()
     return {"variant": "raw-vllm", "items": n, "tokens": tokens, "generation_s": gen, "engine_start_s": start,
-            "tokens_per_s": tokens / gen, "wall_after_start_s": gen}
+            "tokens_per_s": tokens / gen, "wall_after_start_s": gen, "engine_args": backend.engine_args,
+            "omp_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND")}
 
 
 def harness_run(backend: str, n: int, max_tokens: int, out: Path) -> dict:

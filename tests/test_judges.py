@@ -313,3 +313,32 @@ def test_bad_price_table_names_the_problem(tmp_path):
         load_prices(bad)
     with pytest.raises(UsageError, match="does not exist"):
         load_prices(tmp_path / "nope.yaml")
+
+
+# ---- harness score --judge: re-judging saved completions --------------------------------------
+def test_score_cli_rejudges_saved_completions(tmp_path, data_dir, embedded_model_dir, monkeypatch, capsys):
+    import json as _json
+
+    import harness.backends as backends
+    from harness.cli import main
+
+    made = []
+
+    def make(name, model, options=None):
+        made.append(FakeBackend(respond=lambda r, i: "m"))  # argmax label: output_1 preferred
+        return made[-1]
+
+    monkeypatch.setattr(backends, "make_backend", make)
+    f = tmp_path / "alpaca.jsonl"
+    f.write_text("".join(_json.dumps({"id": str(i), "completion": f"answer {i}"}) + "\n" for i in range(3)))
+    common = ["score", "alpaca-eval-2", "--completions", str(f), "--data-dir", str(data_dir),
+              "--store", str(tmp_path / "s.sqlite"), "--summary"]
+    assert main(common) == 2
+    assert "--judge" in capsys.readouterr().err  # says how, and --judge is then accepted
+    assert main([*common, "--judge", str(embedded_model_dir)]) == 0
+    m = _json.loads(capsys.readouterr().out)["metrics"]
+    assert m["judge_unparseable"]["value"] == 0 and m["argmax_fallback"]["value"] == 3
+    assert m["win_rate"]["value"] is not None and made[0].generated == 3
+    assert main([*common, "--judge", str(embedded_model_dir)]) == 0  # judgments come from the store
+    assert len(made) == 1 or made[-1].generated == 0
+    assert main(["score", "gsm8k", "--completions", str(f), "--data-dir", str(data_dir), "--judge", "x"]) == 2
