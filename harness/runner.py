@@ -23,6 +23,7 @@ from harness.benchmarks.base import Benchmark, Context, Example, with_params
 from harness.errors import DataNotFoundError
 from harness.judges import JudgedBenchmark, JudgePool, judge_info, missing_judge, snapshot, stats_delta
 from harness.models import ResolvedModel
+from harness.progress import PhaseProgress
 from harness.results import ScoredBenchmark, build_results, write_outputs
 from harness.store import ModelRecord, Store, generation_key
 from harness.types import Completion, Request, SamplingParams
@@ -112,7 +113,7 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
     engine = backend.get()  # started before the clock: tokens/s measures generation, not start-up
     t0 = time.perf_counter()
     stats.engine_start_s += t0 - t_start
-    with _progress(progress, description, len(unique)) as advance:
+    with PhaseProgress(progress, description, len(unique)) as advance:
         for reqs in groups.values():  # one backend call per params group and chunk
             for start in range(0, len(reqs), CHUNK):
                 chunk = reqs[start:start + CHUNK]
@@ -129,47 +130,6 @@ def _json(s: str | None):
     import json
 
     return json.loads(s) if s else None
-
-
-class _progress:
-    """A rich progress bar with items/s and generated tokens/s (only on a terminal)."""
-
-    def __init__(self, enabled: bool, description: str, total: int):
-        import rich
-
-        # rich's global console: the CLI points it at the terminal, even while the run's
-        # file descriptors are captured into its log file
-        self.enabled = enabled and rich.get_console().is_terminal
-        self.description, self.total = description, total
-        self.tokens, self.t0 = 0, time.perf_counter()
-
-    def __enter__(self):
-        if not self.enabled:
-            return self._advance_quiet
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
-        self.bar.start()
-        self.task = self.bar.add_task(self.description, total=self.total, rate="")
-        return self._advance
-
-    def _advance(self, items: int, tokens: int) -> None:
-        self.tokens += tokens
-        el = max(time.perf_counter() - self.t0, 1e-9)
-        done = self.bar.tasks[0].completed + items
-        self.bar.update(self.task, advance=items, rate=f"{done / el:.1f} items/s {self.tokens / el:.0f} tok/s")
-
-    def _advance_quiet(self, items: int, tokens: int) -> None:
-        self.tokens += tokens
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
-        el = time.perf_counter() - self.t0
-        log.info("%s: %d requests in %.1fs (%.0f generated tokens/s)", self.description, self.total, el,
-                 self.tokens / max(el, 1e-9))
-        return False
 
 
 # ---- suites ------------------------------------------------------------------------------

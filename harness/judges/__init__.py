@@ -32,6 +32,7 @@ from harness.backends.lazy import LazyBackend
 from harness.benchmarks.base import Benchmark, Example
 from harness.errors import HarnessError, UsageError
 from harness.models import resolve_model
+from harness.progress import PhaseProgress
 from harness.store import ModelRecord
 from harness.types import Completion, Request, SamplingParams, stable_hash
 
@@ -163,7 +164,12 @@ class Judge:
             backend = self.backend.get()
             self.stats.start_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            backend.generate(reqs, on_result=on_result)
+            with PhaseProgress(True, f"judging ({self.model.name})", len(reqs)) as advance:
+                def on_result_shown(j: int, c: Completion) -> None:
+                    on_result(j, c)
+                    advance(1, sum(c.completion_tokens))
+
+                backend.generate(reqs, on_result=on_result_shown)
         except HarnessError as e:
             # Endpoint down after the backend's own bounded retries, engine that cannot start:
             # every unfinished call becomes a recorded judge error, never a verdict.
