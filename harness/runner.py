@@ -290,7 +290,8 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     # When the model also judges (offline smoke runs), its judge reuses this engine instead of
     # starting a second copy of the same weights: keep it open through scoring.
     model_judges = model.name in judge_for.values()
-    pool = JudgePool(store, seed=opts.seed,
+    # local judges run on the candidate's backend (an HTTP candidate says nothing about them)
+    pool = JudgePool(store, seed=opts.seed, backend=backend_name if backend_name != "openai" else "auto",
                      shared={model.fingerprint: (backend_name, lazy)} if model_judges else None)
     try:
         completions: dict[str, Completion] = {}
