@@ -17,6 +17,10 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from harness.errors import UsageError  # noqa: E402
 from harness.store import ModelParent, ModelRecord  # noqa: E402
+from leaderboards import build_leaderboard  # noqa: E402
+from leaderboards.render import write_site  # noqa: E402
+from leaderboards.spec import LeaderboardSpec  # noqa: E402
+from tests.test_gate_helpers import binary_items, make_run  # noqa: E402
 from trainers.merge import fuseai_sce, run_merge  # noqa: E402
 from trainers.merge.checks import check_base_present  # noqa: E402
 from trainers.merge.run import PROVENANCE_FILE, load_merge_config  # noqa: E402
@@ -251,3 +255,21 @@ def test_shipped_merge_recipes_are_valid_mergekit_configs(recipe):
     MergeConfiguration.model_validate(cfg)
     check_base_present(cfg["merge_method"], cfg.get("base_model"))
     assert cfg["merge_method"] in ("sce", "sce_fuseai")
+
+
+def test_leaderboard_shows_every_parent_of_a_merged_candidate(store, tmp_path):
+    store.register_model(ModelRecord("merged", "fp-merged", "candidate", path="/m", parent="tgt"),
+                         parents=[ModelParent("tgt", "base"), ModelParent("math-tune", "merged"),
+                                  ModelParent("chat-tune", "merged")])
+    store.register_model(ModelRecord("sft", "fp-sft", "candidate", path="/s", parent="tgt"))  # old-style
+    for i, m in enumerate(("tgt", "merged", "sft")):
+        make_run(store, f"r{i}", m, {"gsm8k": binary_items(20, 0.5, i)})
+    spec = LeaderboardSpec(name="t", suite="math", models=[
+        {"model": "tgt", "role": "target"}, {"model": "merged", "role": "candidate"},
+        {"model": "sft", "role": "candidate"}])
+    lb = build_leaderboard(spec, store)
+    assert lb.lineage == {"merged": [("tgt", "base"), ("math-tune", "merged"), ("chat-tune", "merged")],
+                          "sft": [("tgt", "trained-from")]}
+    html = write_site(lb, tmp_path / "site", store).read_text()
+    assert "parents: tgt (base), math-tune (merged), chat-tune (merged)" in html
+    assert "parents: tgt</small>" in html
