@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError, UsageError
 from harness.sandbox import plain
 
 log = logging.getLogger(__name__)
@@ -291,13 +292,9 @@ def isolation_mode() -> str:
         forced = os.environ.get(SANDBOX_ENV)
         if forced:
             if forced not in MODES:
-                from harness.errors import UsageError
-
                 raise UsageError(f"${SANDBOX_ENV}={forced!r} is not a sandbox mode; use one of {', '.join(MODES)}")
             tool = {"bwrap": "bwrap", "unshare": "unshare"}.get(forced)
             if tool and shutil.which(tool) is None:
-                from harness.errors import UsageError
-
                 raise UsageError(f"${SANDBOX_ENV}={forced} but `{tool}` is not installed; install it "
                                  f"({'apt-get install bubblewrap' if tool == 'bwrap' else 'util-linux'}) or unset "
                                  f"${SANDBOX_ENV} to pick the strongest available mode")
@@ -320,7 +317,7 @@ def isolation_mode() -> str:
         return _mode
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(HarnessError):
     """No isolating sandbox here, and the user did not accept running model code without one."""
 
 
@@ -381,9 +378,13 @@ def speed_factor() -> float:
 def describe() -> dict[str, Any]:
     """What results.json records about the sandbox."""
     mode = isolation_mode()
-    return {"isolation": mode,
+    return {"isolation": mode, "unsafe": mode == "none",
             "network": {"bwrap": "network namespace", "unshare": "network namespace",
                         "none": "sockets blocked by an audit hook"}[mode],
+            "file_system": {"bwrap": "read-only; private /tmp /var/tmp /dev/shm /run; HOME, cwd, data hidden",
+                            "unshare": "read-only; private /tmp /var/tmp /dev/shm /run; HOME, cwd, data hidden",
+                            "none": "the harness user's"}[mode],
+            "verdicts": "decided outside the program's process (harness.scoring.code)",
             "speed_factor": speed_factor(), "defaults": asdict(Limits())}
 
 

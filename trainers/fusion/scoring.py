@@ -3,9 +3,11 @@ that grades an evaluation also ranks fusion answers).
 
   math         harness.benchmarks.math_answers: extract_answer + is_equivalent (math-verify)
                against the gold answer; score 1.0 / 0.0, `correct` set.
-  code         MBPP tests run in harness.sandbox through the HumanEval path's check_programs
-               (a thin adapter: MBPP's assert list becomes a check(candidate) function);
-               score 1.0 / 0.0, `correct` set.
+  code         MBPP tests through harness.scoring.code (the HumanEval path's check_programs; a
+               thin adapter: MBPP's assert list becomes a check(candidate) function). The
+               answer's function only returns plain values for the asserts' inputs, in its own
+               sandbox; the asserts run with no model code in the process (issue 18), so an
+               answer cannot forge its reward. Score 1.0 / 0.0, `correct` set.
   instruction  a reward model (transformers AutoModelForSequenceClassification, score = the
                logit of the single label) or a judge (harness.judges, FastChat's single-answer
                1-10 prompt, score = rating / 10); `correct` stays None (no verifier). An
@@ -73,19 +75,22 @@ def score_code(pairs: list[tuple[Any, list]], timeout_s: float = 3.0, workers: i
     """All code answers of all prompts in one sandbox batch (it runs one job per core)."""
     from harness.benchmarks.humaneval import check_programs
 
-    jobs = []
+    jobs, refs = [], {}
     for item, answers in pairs:
         entry = item.meta.get("entry_point")
         test = mbpp_check(item.meta.get("tests") or [], item.meta.get("test_setup_code") or "")
         for a in answers:
             jobs.append(((item.id, a.source, a.index), mbpp_program(a.text, entry), test, entry))
-    results = check_programs(jobs, timeout_s=timeout_s, workers=workers) if jobs else {}
+            if item.meta.get("reference"):  # a reference solution: inputs recorded, not discovered
+                refs[(item.id, a.source, a.index)] = item.meta["reference"]
+    results = check_programs(jobs, timeout_s=timeout_s, workers=workers, references=refs) if jobs else {}
     for item, answers in pairs:
         for a in answers:
             r = results[(item.id, a.source, a.index)]
             a.correct = r["outcome"] == "passed"
             a.score = float(a.correct)
-            a.detail = {"outcome": r["outcome"], "reason": r.get("reason"), "scorer": "sandbox:mbpp-tests"}
+            a.detail = {"outcome": r["outcome"], "reason": r.get("reason"), "scorer": "sandbox:mbpp-tests",
+                        "decided_by": r.get("decided_by")}
 
 
 # ---- instructions: reward model ------------------------------------------------------------
