@@ -216,6 +216,19 @@ def test_precomputed_reference_gives_the_same_loss_as_running_the_reference(tiny
         assert a.last_metrics[key] == pytest.approx(b.last_metrics[key], rel=1e-4, abs=1e-6)
 
 
+def test_cached_reference_follows_example_ids_when_rows_are_dropped(tiny_model_dir, tmp_path):
+    """Dropped rows shift positions: the cache is keyed by row id, the batch by position (the
+    loop once looked the cache up by position, so every row after a drop got another's reference)."""
+    from trainers.loop import train
+
+    data = write_jsonl(tmp_path / "w.jsonl", ["not json", {"prompt": "x"}, *wrpo_rows(4)])
+    a = train(cfg_for(tmp_path / "a", tiny_model_dir, data, max_steps=2), None, progress=False)
+    b = train(cfg_for(tmp_path / "b", tiny_model_dir, data, max_steps=2, precompute_ref=False), None, progress=False)
+    assert a.report.kept == 4
+    for key in ("loss", "margins", "rewards/y_ws"):
+        assert a.last_metrics[key] == pytest.approx(b.last_metrics[key], rel=1e-4, abs=1e-6)
+
+
 def test_warmup_never_takes_every_step():
     from trainers.loop import warmup_steps
 

@@ -13,23 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.errors import UsageError, did_you_mean
 from harness.yamlio import load_yaml_mapping
-from trainers.losses import METHODS
+from trainers.objectives import OBJECTIVES, REFERENCE, Objective, Params, get_objective
 
-# Defaults per method from the official code (DESIGN.md §6): used when the config leaves beta/lr unset.
-METHOD_DEFAULTS: dict[str, dict[str, float]] = {
-    "sft": {"learning_rate": 1e-5},
-    "dpo": {"beta": 0.1, "learning_rate": 5e-7},
-    "dpo_norm": {"beta": 10.0, "learning_rate": 8e-7},  # FuseChat-3.0 Llama-3.1-8B setting
-    "ipo": {"beta": 0.1, "learning_rate": 5e-7},
-    "simpo": {"beta": 2.0, "learning_rate": 5e-7},
-    "wrpo": {"beta": 0.01, "learning_rate": 3e-7},  # WRPO official: β 0.01, lr 3e-7, α_max 0.1
-}
+# Top-level config keys that are also objective hyper-parameters (recipes predate the registry):
+# config key -> the objective's parameter name. Defaults live in the objective's Params (cited).
+SHARED_PARAMS = {"beta": "beta", "label_smoothing": "label_smoothing", "alpha_max": "alpha_max",
+                 "alpha_schedule": "alpha_schedule", "simpo_gamma_beta_ratio": "gamma_beta_ratio"}
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["sft", "dpo", "dpo_norm", "ipo", "simpo", "wrpo"]
+    method: str = Field(description="a training objective (trainers/objectives.py)")
     model: str = Field(description="policy start: alias, store candidate, local dir or hub id")
     ref_model: str | None = Field(None, description="reference model (default: `model`, i.e. the SFT checkpoint)")
     data: str = Field(description="JSONL file, or hf:<dataset>[:<split>]")
@@ -56,6 +51,8 @@ class TrainConfig(BaseModel):
     alpha_max: float = Field(0.1, ge=0, le=1, description="WRPO: final weight of the source response")
     alpha_schedule: Literal["linear", "constant"] = "linear"
     simpo_gamma_beta_ratio: float = 0.5
+    objective: dict[str, Any] = Field(default_factory=dict, description="the objective's own hyper-parameters "
+                                      "(trainers/objectives.py, e.g. fuse_po base_loss, infifpo sources)")
 
     precompute_ref: bool = Field(True, description="reference log-probs once per dataset (cached beside the data)")
     ref_batch_size: int = Field(8, ge=1)
@@ -67,17 +64,33 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if self.method == "sft" and self.ref_model:
-            raise ValueError("ref_model is meaningless for method sft; remove it")
+        if self.method not in OBJECTIVES:
+            raise ValueError(str(_unknown(self.method)))
+        if self.ref_model and REFERENCE not in self.objective_spec.needs(self.hyper):
+            raise ValueError(f"ref_model is meaningless for method {self.method}; remove it")
         return self
 
     @property
+    def objective_spec(self) -> Objective:
+        return get_objective(self.method)
+
+    @property
+    def hyper(self) -> Params:
+        """The objective's typed hyper-parameters: its cited defaults, the shared top-level keys
+        (beta, label_smoothing, ...) where the objective has them, then `objective:` entries."""
+        obj = self.objective_spec
+        fields = obj.params.model_fields
+        shared = {name: getattr(self, key) for key, name in SHARED_PARAMS.items()
+                  if name in fields and getattr(self, key) is not None}
+        return obj.hyper({**shared, **self.objective})
+
+    @property
     def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else METHOD_DEFAULTS[self.method]["learning_rate"]
+        return self.learning_rate if self.learning_rate is not None else self.objective_spec.learning_rate
 
     @property
     def beta_value(self) -> float:
-        return self.beta if self.beta is not None else METHOD_DEFAULTS[self.method].get("beta", 0.0)
+        return getattr(self.hyper, "beta", None) or 0.0
 
     @property
     def candidate_name(self) -> str:
@@ -99,11 +112,28 @@ def load_config(path: str | None, method: str | None, overrides: dict[str, Any])
     for key in raw:
         if key not in valid:
             raise did_you_mean("config key", key, valid)
-    if raw.get("method") not in METHODS:
-        raise did_you_mean("training method", str(raw.get("method")), METHODS)
+    if raw.get("method") not in OBJECTIVES:
+        raise _unknown(raw.get("method"))
+    _check_objective_options(raw, path)
     try:
         return TrainConfig(**raw)
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']} (got {err.get('input')!r})"
                          for err in e.errors())
         raise UsageError(f"invalid training config {path or ''}: {msgs}") from e
+
+
+def _unknown(method: Any) -> UsageError:
+    return did_you_mean("training method", str(method), list(OBJECTIVES))
+
+
+def _check_objective_options(raw: dict[str, Any], path: str | None) -> None:
+    """`objective:` keys checked against the objective's Params now, with did-you-mean."""
+    obj = get_objective(raw["method"])
+    options = raw.get("objective") or {}
+    if not isinstance(options, dict):
+        raise UsageError(f"config {path or ''}: `objective` must be a mapping of {obj.name}'s hyper-parameters "
+                         f"({', '.join(obj.params.model_fields) or 'it has none'})")
+    for key in options:
+        if key not in obj.params.model_fields:
+            raise did_you_mean(f"{obj.name} objective option", key, list(obj.params.model_fields))

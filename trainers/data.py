@@ -5,6 +5,9 @@ Formats (one JSON object per line, or a Hugging Face dataset via `hf:<name>[:<sp
         (or {"prompt": ..., "response": ...})
   pref  {"prompt": ..., "chosen": ..., "rejected": ...}
   wrpo  {"prompt": ..., "y_ws": ..., "y_wt": ..., "y_l": ...}
+  fuse_sft / fuse_pref   one row per prompt with every source's scored answers and same-source
+        pairs (`FuseRow`, written by the fusion data stage as fuse.jsonl): fuse_sft trains on each
+        answer, fuse_pref on each pair, with per-prompt weights from the scores (FuseRL)
 A prompt is a string (one user turn) or a list of messages; a response is a string or a
 list of messages whose last one is the assistant's (UltraFeedback style, where `chosen`
 holds the whole conversation; then the prompt may be omitted).
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.types import stable_hash
+from trainers.fusion.selection import FuseRow
 from trainers.losses import KINDS
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,9 @@ class Example:
     id: str
     prompt_ids: list[int]
     responses: dict[str, list[int]]  # kind -> response token ids (EOS included unless truncated)
+    weight: float = 1.0  # per-row weight (FuseRL); 1 for every other format
+    prompt_messages: list[dict] | None = None  # the chat prompt, for scoring by other models
+    texts: dict[str, str] | None = None  # kind -> response text, for scoring by other models
 
 
 @dataclass
@@ -177,9 +185,56 @@ def normalize(row: Any, fmt: str) -> tuple[list[dict], dict[str, str]]:
     return prompt, responses
 
 
+GROUP_FORMATS = ("fuse_sft", "fuse_pref")
+
+
+def _check_weights(weights: list[float]) -> list[float]:
+    """Per-prompt weights normalised to sum 1, or _Bad naming what is wrong with them."""
+    if any(w is None or math.isnan(w) for w in weights):
+        raise _Bad("weights: NaN or missing")
+    if any(w < 0 for w in weights):
+        raise _Bad("weights: negative")
+    total = sum(weights)
+    if not total > 0:
+        raise _Bad("weights: all zero")
+    return [w / total for w in weights]
+
+
+def expand_group(row: Any, fmt: str, weigh=None) -> list[tuple[list[dict], dict[str, str], float]]:
+    """A FuseRow as (prompt, {kind: text}, weight) units: every answer (fuse_sft) or every
+    same-source pair (fuse_pref). `weigh(scores) -> weights` is the objective's weight function;
+    None uses the rows' own `weight` fields. Weights are normalised per prompt."""
+    if not isinstance(row, dict):
+        raise _Bad("not a JSON object")
+    try:
+        g = FuseRow.model_validate(row)
+    except ValueError as e:
+        raise _Bad(f"bad fuse row ({str(e).splitlines()[0]})") from None
+    prompt = _messages(g.prompt, "prompt")
+    if fmt == "fuse_sft":
+        items = [(a.score, a.weight, {"response": _response(a.text, "response")[0]}) for a in g.answers]
+    else:
+        items = [(p.chosen_score, p.weight, {"chosen": _response(p.chosen, "chosen")[0],
+                                             "rejected": _response(p.rejected, "rejected")[0]}) for p in g.pairs]
+    if not items:
+        raise _Bad("no answers" if fmt == "fuse_sft" else "no pairs")
+    raw = weigh([s if s is not None else math.nan for s, _, _ in items]) if weigh else [w for _, w, _ in items]
+    weights = _check_weights(raw)
+    return [(prompt, texts, w) for (_, _, texts), w in zip(items, weights)]
+
+
+def _units(row: Any, fmt: str, weigh) -> list[tuple[list[dict], dict[str, str], float]]:
+    if fmt in GROUP_FORMATS:
+        return expand_group(row, fmt, weigh)
+    prompt, responses = normalize(row, fmt)
+    return [(prompt, responses, 1.0)]
+
+
 def tokenize_rows(rows: list[Any], fmt: str, tokenizer, *, max_length: int, max_prompt_length: int,
-                  chat_template: str | None = None, model_name: str = "model") -> tuple[list[Example], DataReport]:
-    """Validate and tokenize; returns the kept examples and the report of what was dropped."""
+                  chat_template: str | None = None, model_name: str = "model",
+                  weigh=None) -> tuple[list[Example], DataReport]:
+    """Validate and tokenize; returns the kept examples and the report of what was dropped.
+    Group formats (fuse_*) give several examples per row, ids `<row>.<j>`, weighted by `weigh`."""
     from harness.backends.base import render_chat
 
     eos = tokenizer.eos_token_id
@@ -187,12 +242,14 @@ def tokenize_rows(rows: list[Any], fmt: str, tokenizer, *, max_length: int, max_
         raise UsageError(f"the tokenizer of {model_name!r} has no eos token; set eos_token in tokenizer_config.json")
     report = DataReport(total=len(rows))
     out: list[Example] = []
+    kept_rows = 0
     for i, row in enumerate(rows):
         try:
-            prompt, responses = normalize(row, fmt)
+            units = _units(row, fmt, weigh)
         except _Bad as e:
             report.drop(str(e), i)
             continue
+        prompt = units[0][0]
         prompt_ids = render_chat(tokenizer, prompt, chat_template, model_name)
         if len(prompt_ids) > max_prompt_length:
             report.drop(f"prompt longer than max_prompt_length={max_prompt_length}", i)
@@ -201,16 +258,19 @@ def tokenize_rows(rows: list[Any], fmt: str, tokenizer, *, max_length: int, max_
         if room < 1:
             report.drop(f"prompt leaves no room for a response within max_length={max_length}", i)
             continue
-        ids_by_kind = {}
-        for kind, text in responses.items():
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eos]
-            if len(ids) > room:
-                ids = ids[:room]
-                report.truncated_responses += 1
-            ids_by_kind[kind] = ids
-        # the row number, not a user id: ids key the reference cache and must be unique
-        out.append(Example(id=str(i), prompt_ids=list(prompt_ids), responses=ids_by_kind))
-    report.kept = len(out)
+        kept_rows += 1
+        for j, (_, responses, weight) in enumerate(units):
+            ids_by_kind = {}
+            for kind, text in responses.items():
+                ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eos]
+                if len(ids) > room:
+                    ids = ids[:room]
+                    report.truncated_responses += 1
+                ids_by_kind[kind] = ids
+            # the row number, not a user id: ids key the reference cache and must be unique
+            out.append(Example(id=str(i) if fmt not in GROUP_FORMATS else f"{i}.{j}", prompt_ids=list(prompt_ids),
+                               responses=ids_by_kind, weight=weight, prompt_messages=prompt, texts=responses))
+    report.kept = kept_rows  # rows; a group row gives several examples
     return out, report
 
 

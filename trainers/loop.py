@@ -24,7 +24,7 @@ import math
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ import yaml
 from harness.errors import UsageError
 from trainers.config import TrainConfig
 from trainers.data import DataReport, Example, collate, load_raw, tokenize_rows, tokenized_hash
-from trainers.losses import KINDS, data_format, needs_reference, preference_loss, sequence_logps, wrpo_alpha
+from trainers.losses import sequence_logps, token_logps
+from trainers.objectives import REFERENCE, SOURCE_LOGPS, Objective, StepInputs, reduce_loss
 
 log = logging.getLogger(__name__)
 
@@ -152,16 +153,82 @@ def _deepspeed_process_group(ds_plugin) -> list:
     return [InitProcessGroupKwargs(backend=ds_accel.communication_backend_name())]
 
 
+@dataclass
+class _Run:
+    """Set-up shared by every part of a run: where it writes, which process this is."""
+
+    cfg: TrainConfig
+    objective: Objective
+    hp: Any  # the objective's Params
+    accelerator: Any
+    out: Path
+    mixed: str
+    resume_from: Path | None
+    progress: bool
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+@dataclass
+class _Signals:
+    """What the objective needs precomputed (its `needs`), keyed by example id."""
+
+    ref_logps: dict[str, dict[str, float]] | None = None
+    ref_model: Any = None  # precompute_ref: false runs the reference every step instead
+    sources: dict[str, dict[str, list[list[float]]]] | None = None  # id -> kind -> [[sum, n] per source]
+    cache_file: str | None = None
+    cache_hit: bool | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)  # example id at each position of the example list
+
+
+@dataclass
+class _Training:
+    model: Any
+    optimizer: Any
+    loader: Any
+    scheduler: Any
+    order: _EpochOrder
+    total_steps: int
+
+
+@dataclass
+class _Log:
+    """Metrics accumulated between logging steps, and what was logged."""
+
+    file: Path
+    acc: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    tokens: int = 0
+    t_last: float = field(default_factory=time.perf_counter)
+    first: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+
+
 def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool = False,
           progress: bool = True) -> TrainResult:
+    t_start = time.perf_counter()
+    run = _setup(cfg, overwrite, resume, progress)
+    policy, tokenizer, pad_id = _policy(cfg, store)
+    examples, report, raw_hash = _load_examples(run, policy, tokenizer)
+    signals, examples = _precompute(run, examples, pad_id, store, report)
+    tr = _prepare_training(run, policy, examples, pad_id)
+    global_step, log_state = _train_steps(run, tr, signals)
+    candidate = _save_and_register(run, tr, policy, tokenizer, examples, report, raw_hash, signals, global_step,
+                                   log_state, store)
+    return TrainResult(output_dir=run.out, candidate=candidate, steps=global_step, report=report,
+                       metrics_file=log_state.file, first_metrics=log_state.first, last_metrics=log_state.last,
+                       seconds=time.perf_counter() - t_start, ref_cache=signals.cache_file,
+                       ref_cache_hit=signals.cache_hit, main_process=run.main)
+
+
+def _setup(cfg: TrainConfig, overwrite: bool, resume: bool, progress: bool) -> _Run:
+    """Accelerator (DeepSpeed when configured), output directory, the checkpoint to resume, seed."""
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin, DistributedType, set_seed
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+    from accelerate.utils import DeepSpeedPlugin, set_seed
 
-    from harness.models import resolve_model
-
-    t_start = time.perf_counter()
     out = Path(cfg.output_dir)
     ds_plugin = None
     if cfg.deepspeed:
@@ -179,76 +246,134 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
     if not main and resume:
         resume_from = latest_checkpoint(out)
     set_seed(cfg.seed)
+    return _Run(cfg=cfg, objective=cfg.objective_spec, hp=cfg.hyper, accelerator=accelerator, out=out, mixed=mixed,
+                resume_from=resume_from, progress=progress)
+
+
+def _policy(cfg: TrainConfig, store):
+    from transformers import AutoTokenizer
+
+    from harness.models import resolve_model
 
     policy = resolve_model(cfg.model, store=store)
     if policy.kind in ("openai", "hub") or not policy.path:
         raise UsageError(f"model {cfg.model!r} must be a local model (alias, candidate or directory) to train it")
     tokenizer = AutoTokenizer.from_pretrained(policy.path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    fmt = data_format(cfg.method)
-    kinds = KINDS[fmt]
+    return policy, tokenizer, pad_id
 
+
+def _load_examples(run: _Run, policy, tokenizer) -> tuple[list[Example], DataReport, str]:
+    """Rows in the objective's format, validated and tokenized; weighted when the objective weighs rows."""
+    cfg = run.cfg
+    weigh = run.objective.row_weights(run.hp) if run.objective.row_weights else None
     rows, raw_hash = load_raw(cfg.data, cfg.data_limit)
-    examples, report = tokenize_rows(rows, fmt, tokenizer, max_length=cfg.max_length,
-                                     max_prompt_length=cfg.max_prompt_length, model_name=policy.name)
+    examples, report = tokenize_rows(rows, run.objective.row_format, tokenizer, max_length=cfg.max_length,
+                                     max_prompt_length=cfg.max_prompt_length, model_name=policy.name, weigh=weigh)
     log.info("data %s: %s", cfg.data, report.summary())
-    if main:
-        (out / "data_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-        (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    if run.main:
+        (run.out / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     if not examples:
+        _write_report(run, report)
         raise UsageError(f"no usable rows in {cfg.data}: {report.summary()}")
+    return examples, report, raw_hash
 
-    # ---- reference -----------------------------------------------------------------
-    ref_logps: dict[str, dict[str, float]] | None = None
-    ref_model = None
-    ref_info: dict[str, Any] = {}
-    cache_file, cache_hit = None, None
-    device = accelerator.device
-    if needs_reference(cfg.method):
-        ref = resolve_model(cfg.ref_model or cfg.model, store=store)
-        ref_info = {"ref_model": ref.name, "ref_fingerprint": ref.fingerprint}
 
-        def load_ref():
-            m = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32).to(device)
-            m.requires_grad_(False)
-            return m.eval()
+def _write_report(run: _Run, report: DataReport) -> None:
+    if run.main:
+        (run.out / "data_report.json").write_text(json.dumps(report.to_dict(), indent=2))
 
-        if cfg.precompute_ref:
-            from trainers.reference import cache_path, compute_logps, load_or_compute
 
-            path = cache_path(cfg.data, ref.fingerprint, examples, kinds, mixed)
+def _precompute(run: _Run, examples: list[Example], pad_id: int, store,
+                report: DataReport) -> tuple[_Signals, list[Example]]:
+    """The objective's `needs`: source log-probs first (rows a source cannot score are dropped
+    and reported), then reference log-probs of what is left."""
+    needs = run.objective.needs(run.hp)
+    signals = _Signals()
+    if SOURCE_LOGPS in needs:
+        from trainers.reference import source_logps
 
-            def compute():
-                m = load_ref()
-                try:
-                    return compute_logps(m, examples, kinds, pad_id, cfg.ref_batch_size, device,
-                                         autocast=accelerator.autocast, progress=progress and main)
-                finally:
-                    del m
+        signals.sources, bad = source_logps(examples, run.objective.kinds, run.hp.sources, store,
+                                            backend=run.hp.source_backend)
+        for ex_id, why in bad.items():
+            report.drop(why.split(":")[0], int(ex_id.split(".")[0]))
+        examples = [ex for ex in examples if ex.id not in bad]
+        report.kept -= len(bad)
+        signals.info["sources"] = list(run.hp.sources)
+        if not examples:
+            _write_report(run, report)
+            raise UsageError(f"no rows left after scoring with the source models: {report.summary()}")
+    _write_report(run, report)
+    if REFERENCE in needs:
+        _reference(run, examples, pad_id, store, signals)
+    signals.ids = [ex.id for ex in examples]
+    return signals, examples
 
-            # every rank computes or reads the same file; the main rank writes it first
-            if main:
-                ref_logps, cache_hit = load_or_compute(path, compute)
-            accelerator.wait_for_everyone()
-            if not main:
-                ref_logps, cache_hit = load_or_compute(path, compute)
-            cache_file = str(path)
-        else:
-            ref_model = load_ref()
 
-    # ---- policy, optimizer, data ----------------------------------------------------------
+def _reference(run: _Run, examples: list[Example], pad_id: int, store, signals: _Signals) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from harness.models import resolve_model
+
+    cfg, accelerator, device = run.cfg, run.accelerator, run.accelerator.device
+    kinds = run.objective.kinds
+    ref = resolve_model(cfg.ref_model or cfg.model, store=store)
+    signals.info.update(ref_model=ref.name, ref_fingerprint=ref.fingerprint)
+
+    def load_ref():
+        m = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32).to(device)
+        m.requires_grad_(False)
+        return m.eval()
+
+    if not cfg.precompute_ref:
+        signals.ref_model = load_ref()
+        return
+    from trainers.reference import cache_path, compute_logps, load_or_compute
+
+    path = cache_path(cfg.data, ref.fingerprint, examples, kinds, run.mixed)
+
+    def compute():
+        m = load_ref()
+        try:
+            return compute_logps(m, examples, kinds, pad_id, cfg.ref_batch_size, device,
+                                 autocast=accelerator.autocast, progress=run.progress and run.main)
+        finally:
+            del m
+
+    # every rank computes or reads the same file; the main rank writes it first
+    if run.main:
+        signals.ref_logps, signals.cache_hit = load_or_compute(path, compute)
+    accelerator.wait_for_everyone()
+    if not run.main:
+        signals.ref_logps, signals.cache_hit = load_or_compute(path, compute)
+    signals.cache_file = str(path)
+
+
+def _prepare_training(run: _Run, policy, examples: list[Example], pad_id: int) -> _Training:
+    """Policy, fused AdamW, the epoch-seeded loader and the hand-stepped schedule."""
+    import torch
+    from accelerate.utils import DistributedType
+    from transformers import AutoModelForCausalLM, get_scheduler
+
+    cfg, accelerator = run.cfg, run.accelerator
+    kinds = run.objective.kinds
     model = AutoModelForCausalLM.from_pretrained(policy.path, dtype=torch.float32)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     # DeepSpeed steps the optimizer on its own flat partitions: keep torch's default kernel there
-    fused = {} if accelerator.distributed_type == DistributedType.DEEPSPEED else adamw_kwargs(torch, device)
+    fused = ({} if accelerator.distributed_type == DistributedType.DEEPSPEED
+             else adamw_kwargs(torch, accelerator.device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     order = _EpochOrder(len(examples), cfg.seed)
+    weighted = run.objective.row_weights is not None
 
     def collate_fn(idx: list[int]):
         batch = collate([examples[i] for i in idx], kinds, pad_id)
         batch["idx"] = torch.tensor(idx)
+        if weighted:
+            batch["weights"] = torch.tensor([examples[i].weight for i in idx], dtype=torch.float32)
         return batch
 
     loader = torch.utils.data.DataLoader(order, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_fn)
@@ -259,137 +384,176 @@ def train(cfg: TrainConfig, store=None, *, overwrite: bool = False, resume: bool
     # once per process and shorten the schedule under data parallelism).
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup_steps(cfg.warmup_ratio, total_steps),
                               num_training_steps=total_steps)
+    return _Training(model, optimizer, loader, scheduler, order, total_steps)
 
-    global_step, epoch, skip = 0, 0, 0
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        state = json.loads((resume_from / STATE_FILE).read_text())
-        global_step, epoch, skip = state["global_step"], state["epoch"], state["batches_in_epoch"]
-        scheduler.load_state_dict(state["scheduler"])
-        log.info("resuming from %s (step %d of %d)", resume_from, global_step, total_steps)
 
-    metrics_file = out / "metrics.jsonl"
-    first, last = None, None
+def _step_inputs(run: _Run, batch: dict, logps, lens, signals: _Signals, alpha: float, torch) -> StepInputs:
+    """Hand the objective what it declared: per-kind sums and lengths, precomputed signals, weights."""
+    kinds = run.objective.kinds
+    b = batch["idx"].shape[0]
+    x = StepInputs(policy=dict(zip(kinds, logps.view(len(kinds), b))),
+                   lengths=dict(zip(kinds, lens.view(len(kinds), b))), weights=batch.get("weights"), batch=batch,
+                   alpha=alpha)
+    if signals.ref_logps is not None or signals.sources is not None:
+        # batch["idx"] are positions in the example list; the caches are keyed by example id
+        ids = [signals.ids[i] for i in batch["idx"].tolist()]
+    if signals.ref_logps is not None:
+        x.ref = {k: torch.tensor([signals.ref_logps[i][k] for i in ids], device=logps.device) for k in kinds}
+    elif signals.ref_model is not None:
+        with torch.no_grad(), run.accelerator.autocast():
+            r_logits = signals.ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                         use_cache=False).logits
+            r, _ = sequence_logps(r_logits, batch["input_ids"], batch["loss_mask"])
+            del r_logits
+        x.ref = dict(zip(kinds, r.view(len(kinds), b)))
+    if signals.sources is not None:
+        both = {k: torch.tensor([signals.sources[i][k] for i in ids], device=logps.device) for k in kinds}
+        x.sources = {k: v[..., 0] for k, v in both.items()}
+        x.source_lengths = {k: v[..., 1] for k, v in both.items()}
+    return x
+
+
+def _loss(run: _Run, model, batch: dict, signals: _Signals, alpha: float, lg: _Log):
+    """One micro-batch: a forward over every response kind, the objective's loss, metrics."""
+    import torch
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logps, lens = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
+    inputs = run.objective.inputs
+    if inputs == "token_logps":
+        tl, tm = token_logps(logits, batch["input_ids"], batch["loss_mask"])
+    if inputs != "logits":
+        del logits  # the (N, T, V) tensor is the step's largest; free it before the loss
+    x = _step_inputs(run, batch, logps, lens, signals, alpha, torch)
+    if inputs == "token_logps":
+        x.token_logps, x.token_mask = tl, tm
+    elif inputs == "logits":
+        x.logits = logits
+    lo = run.objective.loss(x, run.hp)
+    loss = reduce_loss(lo, x.weights)
+    acc = lg.acc
+    for k, v in lo.rewards.items():
+        acc[f"rewards/{k}"].append(v.mean().item())
+    if lo.margins is not None:
+        for k, v in x.policy.items():
+            acc[f"logps/{k}"].append(v.detach().mean().item())
+        acc["margins"].append(lo.margins.mean().item())
+        acc["accuracies"].append((lo.margins > 0).float().mean().item())
+    if run.objective.metrics is not None:
+        for k, v in run.objective.metrics(lo).items():
+            acc[k].append(v)
+    acc["loss"].append(loss.item())
+    lg.tokens += int(batch["attention_mask"].sum().item())
+    return loss
+
+
+def _resume_position(run: _Run, tr: _Training) -> tuple[int, int, int]:
+    if run.resume_from is None:
+        return 0, 0, 0
+    run.accelerator.load_state(str(run.resume_from))
+    state = json.loads((run.resume_from / STATE_FILE).read_text())
+    tr.scheduler.load_state_dict(state["scheduler"])
+    log.info("resuming from %s (step %d of %d)", run.resume_from, state["global_step"], tr.total_steps)
+    return state["global_step"], state["epoch"], state["batches_in_epoch"]
+
+
+def _alpha(run: _Run, step: int, total: int) -> float:
+    return run.objective.alpha(step, total, run.hp) if run.objective.alpha is not None else 0.0
+
+
+def _train_steps(run: _Run, tr: _Training, signals: _Signals) -> tuple[int, _Log]:
+    """The epochs: accumulate, clip, step, log, checkpoint; returns the last step and the log."""
+    cfg, accelerator, model = run.cfg, run.accelerator, tr.model
+    global_step, epoch, skip = _resume_position(run, tr)
+    lg = _Log(file=run.out / "metrics.jsonl")
     bar = None
-    if progress and main:
+    if run.progress and run.main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=global_step, desc=f"{cfg.method} {out.name}", unit="step")
-    acc: dict[str, list[float]] = defaultdict(list)
-    tokens_since, t_log = 0, time.perf_counter()
-    alpha = wrpo_alpha(global_step, total_steps, cfg.alpha_max, cfg.alpha_schedule)
-    beta = cfg.beta_value
+        bar = tqdm(total=tr.total_steps, initial=global_step, desc=f"{cfg.method} {run.out.name}", unit="step")
+    alpha = _alpha(run, global_step, tr.total_steps)
     model.train()
-    done = global_step >= total_steps
+    done = global_step >= tr.total_steps
     while not done:
-        order.set_epoch(epoch)
-        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        tr.order.set_epoch(epoch)
+        epoch_loader = accelerator.skip_first_batches(tr.loader, skip) if skip else tr.loader
         batches_in_epoch = skip
         skip = 0
         for batch in epoch_loader:
             batches_in_epoch += 1
             with accelerator.accumulate(model):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               use_cache=False).logits
-                logps, lens = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
-                del logits
-                if cfg.method == "sft":
-                    loss = -logps.sum() / lens.sum().clamp(min=1)  # token-mean NLL over response tokens
-                else:
-                    b = batch["idx"].shape[0]
-                    pol = dict(zip(kinds, logps.view(len(kinds), b)))
-                    length = dict(zip(kinds, lens.view(len(kinds), b)))
-                    ref_d = None
-                    if ref_logps is not None:
-                        ids = [str(i) for i in batch["idx"].tolist()]
-                        ref_d = {k: torch.tensor([ref_logps[i][k] for i in ids], device=logps.device) for k in kinds}
-                    elif ref_model is not None:
-                        with torch.no_grad(), accelerator.autocast():
-                            r_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                                 use_cache=False).logits
-                            r, _ = sequence_logps(r_logits, batch["input_ids"], batch["loss_mask"])
-                            del r_logits
-                        ref_d = dict(zip(kinds, r.view(len(kinds), b)))
-                    lo = preference_loss(cfg.method, pol, ref_d, length, beta=beta,
-                                         label_smoothing=cfg.label_smoothing, alpha=alpha,
-                                         gamma_beta_ratio=cfg.simpo_gamma_beta_ratio)
-                    loss = lo.losses.mean()
-                    for k, v in lo.rewards.items():
-                        acc[f"rewards/{k}"].append(v.mean().item())
-                    for k, v in pol.items():
-                        acc[f"logps/{k}"].append(v.detach().mean().item())
-                    acc["margins"].append(lo.margins.mean().item())
-                    acc["accuracies"].append((lo.margins > 0).float().mean().item())
-                    if cfg.method == "wrpo":
-                        acc["accuracies/y_wt_vs_y_l"].append((lo.rewards["y_wt"] > lo.rewards["y_l"]).float()
-                                                             .mean().item())
-                acc["loss"].append(loss.item())
-                tokens_since += int(batch["attention_mask"].sum().item())
+                loss = _loss(run, model, batch, signals, alpha, lg)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     gn = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     if gn is not None:
-                        acc["grad_norm"].append(float(gn))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                        lg.acc["grad_norm"].append(float(gn))
+                tr.optimizer.step()
+                tr.optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
-            step_lr = scheduler.get_last_lr()[0]  # the rate this update used, not the next one's
-            scheduler.step()
+            step_lr = tr.scheduler.get_last_lr()[0]  # the rate this update used, not the next one's
+            tr.scheduler.step()
             global_step += 1
-            if global_step % cfg.logging_steps == 0 or global_step == total_steps:
-                now = time.perf_counter()
-                rec = {"step": global_step, "epoch": round(epoch + batches_in_epoch / max(1, len(loader)), 4),
-                       "lr": step_lr, **{k: sum(v) / len(v) for k, v in acc.items()},
-                       "tokens_per_s": tokens_since / max(now - t_log, 1e-9)}
-                if cfg.method == "wrpo":
-                    rec["alpha"] = alpha
-                acc.clear()
-                tokens_since, t_log = 0, now
-                if main:
-                    with metrics_file.open("a") as fh:
-                        fh.write(json.dumps(rec) + "\n")
-                first = first or rec
-                last = rec
-                if bar is not None:
-                    bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("loss", "margins") if k in rec})
+            if global_step % cfg.logging_steps == 0 or global_step == tr.total_steps:
+                _log_metrics(run, lg, global_step, epoch + batches_in_epoch / max(1, len(tr.loader)), step_lr, alpha,
+                             bar)
             if bar is not None:
                 bar.update(1)
-            alpha = wrpo_alpha(global_step, total_steps, cfg.alpha_max, cfg.alpha_schedule)
-            if cfg.save_steps and global_step % cfg.save_steps == 0 and global_step < total_steps:
-                _save_checkpoint(accelerator, out, global_step, epoch, batches_in_epoch, scheduler)
-            if global_step >= total_steps:
+            alpha = _alpha(run, global_step, tr.total_steps)
+            if cfg.save_steps and global_step % cfg.save_steps == 0 and global_step < tr.total_steps:
+                _save_checkpoint(accelerator, run.out, global_step, epoch, batches_in_epoch, tr.scheduler)
+            if global_step >= tr.total_steps:
                 done = True
                 break
         else:
             epoch += 1
     if bar is not None:
         bar.close()
+    return global_step, lg
 
-    # ---- final model: a plain HF directory vLLM and transformers load -------------------------
+
+def _log_metrics(run: _Run, lg: _Log, step: int, epoch: float, lr: float, alpha: float, bar) -> None:
+    now = time.perf_counter()
+    rec = {"step": step, "epoch": round(epoch, 4), "lr": lr, **{k: sum(v) / len(v) for k, v in lg.acc.items()},
+           "tokens_per_s": lg.tokens / max(now - lg.t_last, 1e-9)}
+    if run.objective.alpha is not None:
+        rec["alpha"] = alpha
+    lg.acc.clear()
+    lg.tokens, lg.t_last = 0, now
+    if run.main:
+        with lg.file.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+    lg.first = lg.first or rec
+    lg.last = rec
+    if bar is not None:
+        bar.set_postfix({k: f"{rec[k]:.4g}" for k in ("loss", "margins") if k in rec})
+
+
+def _save_and_register(run: _Run, tr: _Training, policy, tokenizer, examples: list[Example], report: DataReport,
+                       raw_hash: str, signals: _Signals, steps: int, lg: _Log, store) -> str | None:
+    """The final model as a plain HF directory vLLM and transformers load, and its store record."""
+    accelerator, out, cfg = run.accelerator, run.out, run.cfg
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    state_dict = accelerator.get_state_dict(model)
-    candidate = None
-    if main:
-        unwrapped.config.use_cache = True
-        unwrapped.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        src_template = Path(policy.path) / "chat_template.jinja"
-        if src_template.exists() and not (out / "chat_template.jinja").exists():
-            shutil.copy(src_template, out / "chat_template.jinja")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        info = {"method": cfg.method, "config": cfg.model_dump(), "data": cfg.data, "data_hash": raw_hash,
-                "tokenized_hash": tokenized_hash(examples), "data_report": report.to_dict(), "steps": global_step,
-                "parent_fingerprint": policy.fingerprint, "first_metrics": first, "last_metrics": last,
-                "ref_cache": cache_file, **ref_info}
-        (out / "train_info.json").write_text(json.dumps(info, indent=2))
-        if store is not None:
-            candidate = register_candidate(store, cfg.candidate_name, out, policy.name, info)
-    return TrainResult(output_dir=out, candidate=candidate, steps=global_step, report=report,
-                       metrics_file=metrics_file, first_metrics=first, last_metrics=last,
-                       seconds=time.perf_counter() - t_start, ref_cache=cache_file, ref_cache_hit=cache_hit,
-                       main_process=main)
+    unwrapped = accelerator.unwrap_model(tr.model)
+    state_dict = accelerator.get_state_dict(tr.model)
+    if not run.main:
+        return None
+    unwrapped.config.use_cache = True
+    unwrapped.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    src_template = Path(policy.path) / "chat_template.jinja"
+    if src_template.exists() and not (out / "chat_template.jinja").exists():
+        shutil.copy(src_template, out / "chat_template.jinja")
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    info = {"method": cfg.method, "config": cfg.model_dump(), "data": cfg.data, "data_hash": raw_hash,
+            "tokenized_hash": tokenized_hash(examples), "data_report": report.to_dict(), "steps": steps,
+            "parent_fingerprint": policy.fingerprint, "first_metrics": lg.first, "last_metrics": lg.last,
+            "ref_cache": signals.cache_file, **signals.info}
+    (out / "train_info.json").write_text(json.dumps(info, indent=2))
+    if store is None:
+        return None
+    return register_candidate(store, cfg.candidate_name, out, policy.name, info)
 
 
 def warmup_steps(ratio: float, total_steps: int) -> int:

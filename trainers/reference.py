@@ -88,3 +88,32 @@ def load_or_compute(path: Path, compute) -> tuple[dict[str, dict[str, float]], b
     tmp.replace(path)
     log.info("reference log-probs: computed %d rows in %.1fs -> %s", len(logps), time.perf_counter() - t0, path)
     return logps, False
+
+
+def source_logps(examples: list[Example], kinds: tuple[str, ...], sources: list[str], store, *,
+                 backend: str = "auto", score=None) -> tuple[dict[str, dict[str, list[list[float]]]], dict[str, str]]:
+    """Every source model's summed log-prob and token count of every response, each under the
+    source's own tokenizer and chat template (InfiFPO's `fuse_*_logps`; harness.textscore,
+    cached in the store, so a crash or a second run rescores nothing).
+
+    Returns ({example id: {kind: [[sum, n_tokens] per source, in `sources` order]}},
+    {example id: why a source could not score it}); the caller drops and reports those rows.
+    `score` replaces `harness.textscore.score_texts` in unit tests only."""
+    from harness.textscore import TextScoreRequest
+
+    if score is None:
+        from harness.textscore import score_texts as score
+    out: dict[str, dict[str, list[list[float]]]] = {ex.id: {k: [] for k in kinds} for ex in examples}
+    bad: dict[str, str] = {}
+    for model in sources:
+        requests = [TextScoreRequest(id=f"{ex.id}\t{k}", messages=ex.prompt_messages, response=ex.texts[k])
+                    for ex in examples for k in kinds]
+        t0 = time.perf_counter()
+        for r in score(model, requests, store=store, backend=backend):
+            ex_id, kind = r.id.split("\t")
+            if r.error is not None:
+                bad.setdefault(ex_id, f"source {model} could not score it: {r.error}")
+                continue
+            out[ex_id][kind].append([r.total, float(len(r.logprobs))])
+        log.info("source log-probs of %s: %d texts in %.1fs", model, len(requests), time.perf_counter() - t0)
+    return {i: v for i, v in out.items() if i not in bad}, bad

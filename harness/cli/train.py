@@ -1,5 +1,6 @@
-"""`harness train sft|dpo|dpo_norm|ipo|simpo|wrpo --config R.yaml [KEY=VALUE ...]` and
-`harness train gsm8k-data` (rows for the CPU recipe). See docs/training.md."""
+"""`harness train OBJECTIVE --config R.yaml [KEY=VALUE ...]` (sft, dpo, dpo_norm, ipo, simpo, wrpo,
+fuse_sft, fuse_po, infifpo: trainers/objectives.py) and `harness train gsm8k-data` (rows for the
+CPU recipe). See docs/training.md."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from pathlib import Path
 
 from harness.cli._common import console, open_store, parse_key_values
 from harness.errors import UsageError
-
-METHODS = ("sft", "dpo", "dpo_norm", "ipo", "simpo", "wrpo")
+from trainers.objectives import OBJECTIVES
 
 
 def register(sub, parent) -> None:
     tr = sub.add_parser("train", help="train a candidate (SFT, DPO family, WRPO) and register it in the store")
     tr_sub = tr.add_subparsers(dest="method", required=True)
-    for m in METHODS:
-        p = tr_sub.add_parser(m, parents=[parent], help=f"train with {m}")
+    for m, obj in OBJECTIVES.items():
+        p = tr_sub.add_parser(m, parents=[parent], help=f"train with {m}: {obj.summary}")
         p.add_argument("--config", help="recipe YAML (trainers/recipes/*.yaml)")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="override config keys, e.g. max_steps=10 learning_rate=1e-6 (YAML-typed)")

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 VERIFIED = ("math", "code")
 
 
@@ -161,6 +163,70 @@ def select_wrpo(items: list, answers: dict[str, list], target_answers: dict[str,
         rows.append({"id": it.id, "pool": it.pool, "prompt": it.prompt, "y_ws": ws.text, "y_wt": wt.text,
                      "y_l": lo.text, "source": ws.source, "y_ws_score": ws.score, "y_wt_score": wt.score,
                      "y_l_score": lo.score, **({"y_wt_from": "y_ws"} if wt_is_ws else {})})
+    return rows, dropped
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScoredAnswer(_Row):
+    source: str
+    text: str
+    score: float | None
+    correct: bool | None = None
+    weight: float | None = Field(None, description="an explicit weight (objective option weighting: given)")
+
+
+class SourcePair(_Row):
+    source: str
+    chosen: str
+    rejected: str
+    chosen_score: float | None
+    rejected_score: float | None
+    weight: float | None = None
+
+
+class FuseRow(_Row):
+    """One prompt with every source's usable answers and one same-source pair per source
+    (fuse.jsonl; the trainer's `fuse_sft` / `fuse_pref` row formats, FuseRL). Scores stay raw:
+    the objective's weight function turns them into weights, so ablating it needs no new data."""
+
+    id: str
+    pool: str = ""
+    prompt: str | list[dict]
+    verified: bool = False
+    answers: list[ScoredAnswer] = Field(default_factory=list)
+    pairs: list[SourcePair] = Field(default_factory=list)
+
+
+def select_fuse(items: list, answers: dict[str, list], sources: list[str], gap_min: float = 0.01,
+                gap_max: float = 0.1, gap_on_verified: bool = False) -> tuple[list[dict], Counter]:
+    """FuseRL rows: per prompt, every eligible answer of every source (correct ones on verified
+    pools, scored ones otherwise; ordered like `best`) and one `same_source_pair` per source that
+    has one. A prompt with neither is dropped with the reason."""
+    order, rows, dropped = _order(sources), [], Counter()
+    for it in items:
+        ans = answers.get(it.id, [])
+        if not ans:
+            dropped["no answers"] += 1
+            continue
+        verified = it.kind in VERIFIED
+        usable = sorted((a for a in ans if _eligible(a, True if verified else None)),
+                        key=lambda a: (-a.score, len(a.text), order.get(a.source, len(order)), a.index))
+        pairs = []
+        for s in sorted({a.source for a in ans}, key=lambda s: order.get(s, len(order))):
+            c, r, _ = same_source_pair(it, ans, s, order, gap_min, gap_max, gap_on_verified)
+            if c is not None:
+                pairs.append(SourcePair(source=s, chosen=c.text, rejected=r.text, chosen_score=c.score,
+                                        rejected_score=r.score))
+        if not usable and not pairs:
+            dropped["no correct answer and no pair" if verified else "no scored answer"] += 1
+            continue
+        row = FuseRow(id=it.id, pool=it.pool, prompt=it.prompt, verified=verified, pairs=pairs,
+                      answers=[ScoredAnswer(source=a.source, text=a.text, score=a.score, correct=a.correct)
+                               for a in usable])
+        rows.append(row.model_dump(mode="json"))
     return rows, dropped
 
 
