@@ -3,7 +3,8 @@
 Stdlib only, and passed to the interpreter with `-c` (not as a file path) so it needs nothing
 from the harness's own install: the sandbox hides HOME and the temp root, where a venv or a
 checkout may live. It reads the job the parent wrote (job.json in its working directory),
-applies the resource limits, drops root, then runs the program in one of three modes:
+isolates the file system (mode unshare: _isolate_fs), sets no_new_privs, applies the resource
+limits, drops root, then runs the program in one of these modes:
 
   script  run code, then the benchmark's test code, then `check(entry_point)` (HumanEval).
           Success is a final line carrying a nonce the parent chose; the line is written
@@ -15,6 +16,10 @@ applies the resource limits, drops root, then runs the program in one of three m
           outputs never enter the sandbox, so the program cannot fake a match.
   call    exec code, then per test call `Solution().<func>(*args)` and report the JSON of the
           result (LiveCodeBench functional problems); the parent compares.
+  calls   exec code, then call `entry_point(*args, **kwargs)` per encoded input and report each
+          result as an encoded plain value (harness/scoring/code.py decides the verdict outside).
+  trusted exec a harness driver (no model code) with JOB, emit() and the helpers below; its
+          "data" events are the result (recording and replaying tests in harness/scoring/code.py).
 
 Events go, one JSON object per line, to result.jsonl; the parent trusts only what it can
 check (the nonce; its own comparison of outputs) and treats a missing final line as a failure.

@@ -4,14 +4,17 @@ Isolation is chosen once per process, strongest first (override: $HARNESS_SANDBO
 
   bwrap    bubblewrap: new network, pid, ipc and uts namespaces; the whole file system
            read-only except the program's temp dir; HOME and the temp root hidden behind empty
-           tmpfs mounts; all capabilities dropped; the program runs as uid 65534 so that
+           tmpfs mounts (also /var/tmp, /dev/shm, /run, the harness's cwd, the answer files);
+           all capabilities dropped; the program runs as uid 65534 so that
            RLIMIT_NPROC holds (root is exempt from it); the namespace dies with its parent.
-  unshare  util-linux unshare: new network and pid namespaces (+ a user namespace when not
-           root), pid namespace killed with its parent; the file system stays writable where
-           the uid can write, so a root harness loses the read-only guarantee (drop to 65534
-           when the interpreter is reachable by that uid).
-  none     no namespaces available: sockets refused by an audit hook, an extra fork so the
-           program is not the harness's child, rlimits and process-group kill only.
+  unshare  util-linux unshare: new mount, network, pid, ipc and uts namespaces (+ a user
+           namespace when not root), killed with their parent; inside, the bootstrap carries out
+           bwrap's mount plan itself (_unshare_isolation -> _bootstrap._isolate_fs: the same
+           hidden directories, read-only everything, only the temp dir writable) and drops to
+           uid 65534 with no_new_privs. What a fresh machine without bubblewrap gets.
+  none     no namespaces available: refused unless the user passes --unsafe-sandbox
+           ($HARNESS_UNSAFE_SANDBOX=1); then sockets refused by an audit hook, an extra fork so
+           the program is not the harness's child, rlimits and process-group kill only.
 
 Every mode: fresh temp dir as cwd and HOME; environment rebuilt from scratch (no API keys);
 stdin is /dev/null; stdout/stderr go to files capped by RLIMIT_FSIZE (a 10 GB write stops at
