@@ -25,6 +25,9 @@ def common_parent() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR"),
                    help="local benchmark data laid out like shared/benchmarks (or $HARNESS_DATA_DIR)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("--unsafe-sandbox", action="store_true",
+                   help="run model-written code even where no isolating sandbox (bubblewrap, unshare) works; "
+                        "the code then runs with your files and network (docs/sandbox.md)")
     return p
 
 
@@ -59,6 +62,8 @@ def _configure_logging(verbosity: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "unsafe_sandbox", False):
+        os.environ["HARNESS_UNSAFE_SANDBOX"] = "1"  # read by harness.sandbox.core (UNSAFE_ENV)
     _configure_logging(getattr(args, "verbose", 0))
     try:
         return int(args.func(args) or 0)
