@@ -8,7 +8,8 @@ the tokenizer's class name, which transformers 5 changed.
 
   exact_map        source id -> pivot id with identical decoded text
   mined_map        FuseLLM's MinED: nearest pivot token by edit distance, only for the ids asked
-                   (the ids that occur in the stored top-k), rapidfuzz, cached on disk
+                   (the ids that occur in the stored top-k), rapidfuzz, cached on disk; ties broken
+                   by the distance of the UTF-8 bytes (ours: FuseLLM takes the first)
   statistics_map   FuseChat's "MS": among pivot tokens DTW-aligned to a source token over the
                    corpus, the lowest edit distance × (0.1 if one contains the other) × sigmoid(count)
   dtw              FuseLLM's dynamic time warping of two token streams of one text
@@ -71,13 +72,19 @@ class VocabForm:
 
 
 def detect_vocab_form(pieces: list[str]) -> VocabForm:
-    """Byte-level if (nearly) all 256 byte-proxy characters are single pieces; the space marker is
-    the prefix most pieces carry. pieces[i] is the raw piece of id i."""
-    present = set(pieces)
-    if sum(c in present for c in _BYTE_CHARS.values()) >= 250:
-        return VocabForm(True, BYTE_LEVEL_SPACE)
+    """SentencePiece if "▁" starts more pieces than "Ġ" (and at least 5%); otherwise byte-level if
+    "Ġ" starts at least 5% or (nearly) all 256 byte-proxy characters are single pieces (SmolLM2
+    lacks some of them). A large SentencePiece vocabulary
+    (Gemma's 262k) also holds every byte-proxy character, so the marker count decides first.
+    pieces[i] is the raw piece of id i."""
     sp = sum(p.startswith(SENTENCEPIECE_SPACE) for p in pieces if p)
-    return VocabForm(False, SENTENCEPIECE_SPACE if sp >= 0.05 * max(1, len(pieces)) else None)
+    bl = sum(p.startswith(BYTE_LEVEL_SPACE) for p in pieces if p)
+    if sp > bl and sp >= 0.05 * max(1, len(pieces)):
+        return VocabForm(False, SENTENCEPIECE_SPACE)
+    present = set(pieces)
+    if bl >= 0.05 * max(1, len(pieces)) or sum(c in present for c in _BYTE_CHARS.values()) >= 250:
+        return VocabForm(True, BYTE_LEVEL_SPACE)
+    return VocabForm(False, None)
 
 
 def piece_text(piece: str, form: VocabForm) -> str:
@@ -99,6 +106,14 @@ def vocab_texts(tokenizer) -> list[str]:
     pieces = [p if p is not None else "" for p in tokenizer.convert_ids_to_tokens(list(range(n)))]
     form = detect_vocab_form(pieces)
     return [piece_text(p, form) for p in pieces]
+
+
+def text_bytes(text: str) -> str:
+    """The UTF-8 bytes of a decoded token text as a latin-1 string ("<0xNN>" pieces become their byte)."""
+    parts = re.split(r"(<0x[0-9A-F]{2}>)", text)
+    raw = b"".join(bytes([int(x[3:5], 16)]) if _SP_BYTE.match(x) else x.encode("utf-8", "surrogatepass")
+                   for x in parts if x)
+    return raw.decode("latin-1")
 
 
 def texts_hash(texts: list[str]) -> str:
@@ -150,11 +165,16 @@ def mined_map(ids, source_texts: list[str], pivot_texts: list[str], *, cache_dir
             todo.append(i)
         else:
             mapping[i] = hit
+    pivot_bytes = [text_bytes(t) for t in pivot_texts] if todo else []
     for s in range(0, len(todo), chunk):
         part = todo[s:s + chunk]
         dist = cdist([source_texts[i] for i in part], pivot_texts, scorer=Levenshtein.distance,
-                     dtype=np.int32, workers=-1)
-        mapping.update(zip(part, dist.argmin(axis=1).tolist()))
+                     dtype=np.int64, workers=-1)
+        # ties on the text distance (a CJK pair against every 1-character token) go to the
+        # smallest UTF-8 byte distance, then to the lowest id
+        tie = cdist([text_bytes(source_texts[i]) for i in part], pivot_bytes, scorer=Levenshtein.distance,
+                    dtype=np.int64, workers=-1)
+        mapping.update(zip(part, (dist * 4096 + np.minimum(tie, 4095)).argmin(axis=1).tolist()))
     if cache and todo:
         cache.save(mapping)
     return mapping
