@@ -10,8 +10,9 @@ Shapes (N rows, T tokens, V student vocabulary, K stored entries per position):
   loss_mask   (N, T)      1 on response tokens (prompt and padding 0)
   target_ids  (N, T-1, K) int64 pivot-vocabulary ids of the fused target at shifted position t
   target_probs(N, T-1, K) float target probabilities (0 on padding entries; ids may repeat)
-  teacher_logprobs (N, S, K) a source's stored top-K log-probs on ITS OWN tokenization
-  teacher_mask     (N, S)    1 on the source's response positions
+  teacher_logprobs (N, S, K) a source's stored top-K log-probs on ITS OWN tokenization, or
+                   (N, R, S, K) for R sources at once (the ULD/GLD terms are averaged over them)
+  teacher_mask     (N, S) or (N, R, S)  1 on each source's response positions
 
   distill_ce  λ·CLM + (1-λ)·CE(p_fused, q_student)   FuseLLM / FuseChat (λ = 0.9, T = 1)
   uld         λ·ULD + (1-λ)·CLM, ULD = Σ_k |q↓_k - p↓_k| on top-K sorted probabilities,
@@ -112,7 +113,12 @@ class _Paired:
 def _pair_positions(student: torch.Tensor, mask: torch.Tensor, teacher: torch.Tensor,
                     teacher_mask: torch.Tensor) -> _Paired:
     """Positional alignment of ULD: the i-th response position of the student with the i-th of the
-    teacher, for the first min(n_student, n_teacher) positions."""
+    teacher, for the first min(n_student, n_teacher) positions. With R sources (teacher (N,R,S,K))
+    the student rows are repeated so every (row, source) pair is one row of the result: N·R rows."""
+    if teacher.dim() == 4:
+        r = teacher.shape[1]
+        student, mask = student.repeat_interleave(r, 0), mask.repeat_interleave(r, 0)
+        teacher, teacher_mask = teacher.flatten(0, 1), teacher_mask.flatten(0, 1)
     s, ns = _pack_left(student, mask)
     t, nt = _pack_left(teacher, teacher_mask)
     n = torch.minimum(ns, nt)
@@ -146,7 +152,7 @@ def uld(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor, 
     ps, _ = _student_topk(lg, lse, top_k, zscore)
     pt, _ = _teacher_topk(teacher_logprobs, top_k, zscore, renormalize)
     pair = _pair_positions(ps, mask, pt, teacher_mask)
-    uld_term = _uld_per_row(pair.student, pair.teacher, pair.valid, pair.n).mean()
+    uld_term = _uld_per_row(pair.student, pair.teacher, pair.valid, pair.n).mean()  # over rows x sources
     loss = lm_weight * uld_term + (1.0 - lm_weight) * clm
     return DistillOutput(loss, {"clm": clm.detach(), "uld": uld_term.detach()})
 
