@@ -165,3 +165,21 @@ def test_gld_with_zero_graph_weight_is_uld():
     g1 = D.gld(logits, ids, mask, t, tm, top_k=10, gld_weight=1.0, lm_weight=0.5)
     assert g0.loss.item() == pytest.approx(u.loss.item(), abs=1e-7)
     assert g1.parts["gld"].item() > 0 and g1.loss.item() > g0.loss.item()
+
+
+def test_uld_with_several_sources_averages_their_terms():
+    logits, ids, mask = _batch(seed=10)
+    t1 = torch.log_softmax(torch.randn(3, 7, 30), -1)
+    t2 = torch.log_softmax(torch.randn(3, 5, 20), -1)
+    m1, m2 = torch.ones(3, 7), torch.ones(3, 5)
+    u1 = D.uld(logits, ids, mask, t1, m1, top_k=10, lm_weight=1.0).loss
+    u2 = D.uld(logits, ids, mask, t2, m2, top_k=10, lm_weight=1.0).loss
+    both = torch.full((3, 2, 7, 10), -1e4)
+    both[:, 0] = t1.topk(10, -1).values
+    both[:, 1, :5] = t2.topk(10, -1).values
+    bm = torch.zeros(3, 2, 7)
+    bm[:, 0], bm[:, 1, :5] = 1, 1
+    u12 = D.uld(logits, ids, mask, both, bm, top_k=10, lm_weight=1.0).loss
+    assert u12.item() == pytest.approx((u1.item() + u2.item()) / 2, abs=1e-6)
+    g12 = D.gld(logits, ids, mask, both, bm, top_k=10, lm_weight=1.0)
+    assert g12.parts["uld"].item() == pytest.approx(u12.item(), abs=1e-6)
