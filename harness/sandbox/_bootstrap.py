@@ -451,8 +451,9 @@ def _run_calls(job, compiled, emit, arm, disarm, classify, describe):
     emit(event="final", status="done")
 
 
-def zygote(uid):
-    """A warm, already isolated interpreter that forks one child per program (bwrap mode).
+def zygote(uid, isolate=None):
+    """A warm, already isolated interpreter that forks one child per program. `isolate`: the
+    mount plan to carry out first (mode unshare; bwrap did it already).
 
     Starting Python inside a new bwrap costs ~50 ms; a fork costs ~2 ms. Each child still gets
     a fresh process group (setsid), its own temp dir as cwd, fd 0 on /dev/null and fds 1/2 on
@@ -466,6 +467,9 @@ def zygote(uid):
     import time
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    if isolate:
+        _isolate_fs(isolate)
+        os.chdir(isolate["keep"][0][1])  # the working dir, through its read-write bind mount
 
     def sweep():
         for _ in range(50):
@@ -482,6 +486,16 @@ def zygote(uid):
             if not found:
                 return
             time.sleep(0.002)
+
+    def reap():
+        """Mode unshare: this process is pid 1 of its namespace, so orphans of earlier programs
+        become its children; their zombies would count against RLIMIT_NPROC until reaped."""
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    return
+            except ChildProcessError:
+                return
 
     while True:
         line = stdin.readline()
@@ -538,6 +552,7 @@ def zygote(uid):
         _, status = os.waitpid(pid, 0)
         os.close(fd)
         sweep()
+        reap()
         try:
             stdout.write((json.dumps({"rc": os.waitstatus_to_exitcode(status), "timed_out": timed_out,
                                       "wall_s": time.monotonic() - t0}) + "\n").encode())
@@ -548,6 +563,6 @@ def zygote(uid):
 
 if __name__ == "__main__":
     if sys.argv[1] == "--zygote":
-        zygote(int(sys.argv[2]))
+        zygote(int(sys.argv[2]), json.loads(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         main(sys.argv[1])

