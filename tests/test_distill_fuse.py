@@ -62,3 +62,22 @@ def test_modes_and_bad_names():
         F.runs_for_mode("pair", ["a"])
     with pytest.raises(ValueError, match="min_ce"):
         F.fuse_row("mince", _dist([[1]], [[0.0]], 1.0), [])
+
+
+def test_collate_targets_places_response_targets_on_the_predicting_positions():
+    torch = pytest.importorskip("torch")
+    from trainers.distill.targets import collate_targets
+
+    fused = [(np.array([[5, 6], [7, -1]], dtype=np.int32), np.array([[0.75, 0.25], [1.0, 0.0]], dtype=np.float32)),
+             (np.array([[9], [8], [4]], dtype=np.int32), np.ones((3, 1), dtype=np.float32))]
+    teachers = [[np.log(np.full((2, 3), 0.2, dtype=np.float32))], [np.zeros((4, 3), dtype=np.float32)]]
+    t = collate_targets([3, 2], 6, fused=fused, teachers=teachers)
+    # row 0: prompt 3 tokens, response tokens at 3, 4 -> predicted at shifted positions 2, 3
+    assert t["target_ids"].shape == (2, 5, 2)
+    assert t["target_ids"][0, 2].tolist() == [5, 6] and t["target_probs"][0, 2].tolist() == [0.75, 0.25]
+    assert t["target_ids"][0, 3].tolist() == [7, 0] and t["target_probs"][0, 3].tolist() == [1.0, 0.0]
+    assert t["target_probs"][0, :2].sum() == 0 and t["target_probs"][0, 4:].sum() == 0
+    assert t["target_ids"][1, 1:4, 0].tolist() == [9, 8, 4]
+    assert t["teacher_logprobs"].shape == (2, 1, 4, 3)
+    assert t["teacher_mask"][0, 0].tolist() == [1, 1, 0, 0] and t["teacher_mask"][1, 0].tolist() == [1, 1, 1, 1]
+    assert torch.isfinite(t["teacher_logprobs"]).all()

@@ -182,6 +182,7 @@ class _Signals:
     cache_hit: bool | None = None
     info: dict[str, Any] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)  # example id at each position of the example list
+    extras: Any = None  # Objective.batch_extras' per-batch function (token-level teacher signal)
 
 
 @dataclass
@@ -307,6 +308,8 @@ def _precompute(run: _Run, examples: list[Example], pad_id: int, store,
     if REFERENCE in needs:
         _reference(run, examples, pad_id, store, signals)
     signals.ids = [ex.id for ex in examples]
+    if run.objective.batch_extras is not None:
+        signals.extras = run.objective.batch_extras(run.hp, examples, store)
     return signals, examples
 
 
@@ -394,9 +397,11 @@ def _step_inputs(run: _Run, batch: dict, logps, lens, signals: _Signals, alpha: 
     x = StepInputs(policy=dict(zip(kinds, logps.view(len(kinds), b))),
                    lengths=dict(zip(kinds, lens.view(len(kinds), b))), weights=batch.get("weights"), batch=batch,
                    alpha=alpha)
-    if signals.ref_logps is not None or signals.sources is not None:
+    if signals.ref_logps is not None or signals.sources is not None or signals.extras is not None:
         # batch["idx"] are positions in the example list; the caches are keyed by example id
         ids = [signals.ids[i] for i in batch["idx"].tolist()]
+    if signals.extras is not None:
+        batch.update(signals.extras(ids, batch))
     if signals.ref_logps is not None:
         x.ref = {k: torch.tensor([signals.ref_logps[i][k] for i in ids], device=logps.device) for k in kinds}
     elif signals.ref_model is not None:

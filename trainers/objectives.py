@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import did_you_mean
 from trainers import losses as L
+from trainers.distill import objective as DX
 
 if TYPE_CHECKING:
     import torch
@@ -136,6 +137,9 @@ class Objective:
     alpha: Callable[[int, int, Any], float] | None = None  # α for optimizer step (step, total, params)
     metrics: Callable[[L.LossOutput], dict[str, float]] | None = None  # extra per-step metrics
     row_weights: Callable[[Any], Callable[[list[float]], list[float]] | None] | None = None  # scores -> weights
+    # per-row signals too large for `needs` caches (token-level teacher top-k): called once before
+    # training as (params, examples, store) -> fn(row ids, batch) -> extra batch tensors for the loss
+    batch_extras: Callable[[Any, list, Any], Callable[[list[str], dict], dict]] | None = None
 
     def hyper(self, options: dict[str, Any]) -> Params:
         return self.params(**options)
@@ -260,6 +264,23 @@ register(Objective(
     name="infifpo", summary="DPO against a fusion of source models' length-normalised log-probs (InfiFPO Eq. 13)",
     row_format="pref", kinds=("chosen", "rejected"), params=InfiFPOParams, learning_rate=1e-7,
     lr_source="InfiFPO run.sh", needs=_always(REFERENCE, SOURCE_LOGPS), loss=_infifpo))
+
+
+register(Objective(
+    name="distill_ce", summary="FuseLLM/FuseChat: λ·CLM + (1-λ)·CE(fused top-k target), MinCE over pivot + sources",
+    row_format="sft", kinds=("response",), params=DX.DistillCEParams, learning_rate=1e-5,
+    lr_source="FuseLLM README (FuseChat: 5e-6)", inputs="logits", loss=DX.distill_ce_loss,
+    needs=_always(DX.TEACHER_TOPK), batch_extras=DX.distill_ce_extras, metrics=DX.metrics))
+register(Objective(
+    name="uld", summary="InfiFusion: λ·ULD (sorted top-K probabilities, L1) + (1-λ)·SFT, no vocabulary map",
+    row_format="sft", kinds=("response",), params=DX.ULDParams, learning_rate=1e-5,
+    lr_source="same as sft (InfiFusion's is unpublished)", inputs="logits", loss=DX.uld_loss,
+    needs=_always(DX.TEACHER_TOPK), batch_extras=DX.uld_extras, metrics=DX.metrics))
+register(Objective(
+    name="gld", summary="InfiGFusion: λ·(ULD + GLD graph-on-logits) + (1-λ)·SFT (paper reading, no released code)",
+    row_format="sft", kinds=("response",), params=DX.GLDParams, learning_rate=1e-5,
+    lr_source="same as sft (InfiGFusion's is unpublished)", inputs="logits", loss=DX.gld_loss,
+    needs=_always(DX.TEACHER_TOPK), batch_extras=DX.uld_extras, metrics=DX.metrics))
 
 
 def reduce_loss(lo: L.LossOutput, weights) -> torch.Tensor:

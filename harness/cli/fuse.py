@@ -20,6 +20,32 @@ def register(sub, parent) -> None:
                    help="override top-level recipe keys, e.g. output_dir=out (YAML-typed)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_data)
+    t = fu_sub.add_parser("teacher", parents=[parent],
+                          help="token-level fusion: capture the pivot's and every source's top-k log-probs, "
+                               "map cross-tokenizer vocabularies (docs/fusion.md)")
+    t.add_argument("--recipe", required=True, help="teacher recipe YAML (trainers/recipes/distill_cpu.yaml)")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override top-level recipe keys (YAML-typed)")
+    t.set_defaults(func=cmd_teacher)
+
+
+def cmd_teacher(args) -> int:
+    from trainers.distill.recipe import load_recipe, run_teacher
+
+    recipe, base = load_recipe(args.recipe, parse_key_values(args.overrides, "override"))
+    manifest, reports = run_teacher(recipe, base, open_store(args))
+    for e in [manifest.pivot, *manifest.sources]:
+        r = reports[e.name]
+        how = "plain text (no chat template)" if e.plain else "chat template"
+        cov = "" if e.coverage is None else f", {100 * e.coverage:.0f}% of pivot positions aligned one-to-one"
+        console.print(f"{e.name} ({e.model}): {r['rows']} rows, {r['tokens']} tokens, {r['shards_reused']} shards "
+                      f"reused, {r['shards_written']} written, {r['rows_cached']} rows from the store; {how}"
+                      f"{'' if e.same_tokenizer else ', cross-tokenizer'}{cov}")
+        for rid, why in r["errors"].items():
+            err_console.print(f"[bold red]error:[/] {e.name} row {rid}: {why}")
+    if reports["dropped_rows"]:
+        console.print(f"dropped rows: {reports['dropped_rows']}")
+    console.print(f"wrote {Path(manifest.map_cache).parent / 'teacher.json'}")
+    return 1 if any(reports[e.name]["errors"] for e in [manifest.pivot, *manifest.sources]) else 0
 
 
 def cmd_data(args) -> int:

@@ -1,0 +1,244 @@
+"""Teacher signal store: each source's top-k log-probs on the training rows, on disk (issue 12 §1).
+
+What is stored, per source, per row, per response position t of THE SOURCE'S OWN tokenization
+(`harness.textscore.score_texts`, which renders the source's chat template, or the plain text
+form for a model without one):
+  token_ids    int32 (n,)      the response tokens
+  top_ids      int32 (n, K)    the K most likely tokens at t (the distribution predicting token t)
+  top_logprobs fp16  (n, K)    their log-probs
+and per row the sequence cross-entropy on the gold response (mean token NLL, fp64; FuseLLM's
+`metric_ce`, response tokens only as in FuseChat). That is 4 + 6K bytes per token: 64 at K = 10.
+The log-sum-exp FuseLLM keeps is not stored: the scoring contract returns normalised log-probs,
+and every loss here takes a softmax within the K entries, where it cancels (docs/fusion.md).
+
+Layout: <root>/<source>-<key>/ with one directory per shard of `shard_rows` rows, each holding
+.npy arrays (memory-mapped on read) and meta.json (the key, the row range, sha256 of every array).
+A shard is written to a temporary directory and renamed when complete, so a kill leaves either
+a whole shard or none; the rows of an unfinished shard are cached one by one in the harness store
+by score_texts, so a resumed capture recomputes nothing that finished. A shard whose meta.json
+has another key, a missing array or a wrong checksum is logged, deleted and recomputed.
+The key is the source fingerprint + chat-template hash + data hash + K + plain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from harness.errors import UsageError
+from harness.models import ALIASES, ResolvedModel, resolve_model
+from harness.textscore import TextScore, TextScoreRequest, score_texts
+from harness.types import stable_hash
+
+log = logging.getLogger(__name__)
+
+ARRAYS = ("token_ids", "top_ids", "top_logprobs", "offsets", "ce")
+
+
+class TeacherKey(BaseModel):
+    source: str
+    fingerprint: str
+    template_hash: str | None
+    data_hash: str
+    top_k: int
+    plain: bool
+
+    def digest(self) -> str:
+        return stable_hash(self.fingerprint, self.template_hash, self.data_hash, self.top_k, self.plain)[:16]
+
+
+class CaptureReport(BaseModel):
+    """What a capture did; written next to the shards as report.json."""
+
+    source: str
+    directory: str
+    rows: int
+    tokens: int
+    shards_reused: int
+    shards_written: int
+    shards_invalid: int
+    rows_scored: int  # rows the backend scored in this run
+    rows_cached: int  # rows of unfinished shards found in the harness store (scored before a kill)
+    plain: bool
+    seconds: float
+    bytes_per_token: float  # per-token arrays (token ids, top ids, top log-probs): 4 + 6K
+    disk_bytes: int  # everything on disk, .npy headers and per-row offsets/CE included
+    errors: dict[str, str] = {}
+
+
+def data_hash(requests: list[TextScoreRequest]) -> str:
+    return stable_hash([r.model_dump() for r in requests])[:16]
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):  # noqa: B023
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shard_name(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+def shard_valid(d: Path, key: TeacherKey, start: int, stop: int) -> bool:
+    """True when `d` is a complete shard of this key and row range with intact arrays."""
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if meta.get("key") != key.model_dump() or meta.get("rows") != [start, stop]:
+        return False
+    return all((d / f"{a}.npy").exists() and _sha(d / f"{a}.npy") == meta["sha256"].get(a) for a in ARRAYS)
+
+
+def _write_shard(d: Path, key: TeacherKey, start: int, stop: int, scores: list[TextScore], k: int) -> int:
+    lengths = [len(s.token_ids) for s in scores]
+    n = sum(lengths)
+    arrays = {
+        "token_ids": np.asarray([t for s in scores for t in s.token_ids], dtype=np.int32).reshape(n),
+        "top_ids": np.full((n, k), -1, dtype=np.int32),
+        "top_logprobs": np.zeros((n, k), dtype=np.float16),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "ce": np.asarray([-sum(s.logprobs) / max(1, len(s.logprobs)) for s in scores], dtype=np.float64),
+    }
+    pos = 0
+    for s in scores:
+        for ids, lps in zip(s.top_ids or [], s.top_logprobs or []):
+            m = min(k, len(ids))
+            arrays["top_ids"][pos, :m] = ids[:m]
+            arrays["top_logprobs"][pos, :m] = lps[:m]
+            pos += 1
+    tmp = d.with_name(d.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, arr in arrays.items():
+        np.save(tmp / f"{name}.npy", arr)
+    meta = {"key": key.model_dump(), "rows": [start, stop], "ids": [s.id for s in scores],
+            "sha256": {a: _sha(tmp / f"{a}.npy") for a in ARRAYS}}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    shutil.rmtree(d, ignore_errors=True)
+    tmp.rename(d)
+    return n
+
+
+def teacher_dir(root: Path, key: TeacherKey) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key.source)
+    return Path(root) / f"{safe}-{key.digest()}"
+
+
+@dataclass
+class CaptureJob:
+    source: str
+    requests: list[TextScoreRequest]
+    root: Path
+    top_k: int = 10
+    shard_rows: int = 64
+    backend: str = "auto"
+    backend_options: dict | None = None
+
+
+def resolve_plain(model: ResolvedModel) -> bool:
+    """A source without a chat template (or a base-model alias, whose GGUF may still carry one) is
+    scored in the plain text form (issue 12: 'bad input')."""
+    alias = ALIASES.get(model.name)
+    return (alias is not None and not alias.chat) or (model.template_hash is None and model.kind != "openai")
+
+
+def capture(job: CaptureJob, *, store) -> CaptureReport:
+    """Score every row with the source and write the missing shards; see the module docstring."""
+    t0 = time.perf_counter()
+    if job.top_k < 1:
+        raise UsageError(f"teacher top_k must be >= 1, got {job.top_k}")
+    model = resolve_model(job.source, store)
+    plain = resolve_plain(model)
+    if plain:
+        log.info("source %s has no chat template: its rows are scored as plain text (prompt + response)", job.source)
+    requests = [r.model_copy(update={"plain": True}) if plain else r for r in job.requests]
+    key = TeacherKey(source=job.source, fingerprint=model.fingerprint, template_hash=model.template_hash,
+                     data_hash=data_hash(job.requests), top_k=job.top_k, plain=plain)
+    out = teacher_dir(job.root, key)
+    out.mkdir(parents=True, exist_ok=True)
+    reused = written = invalid = tokens = scored = cached = 0
+    errors: dict[str, str] = {}
+    for i, start in enumerate(range(0, len(requests), job.shard_rows)):
+        stop = min(start + job.shard_rows, len(requests))
+        d = out / _shard_name(i)
+        if shard_valid(d, key, start, stop):
+            reused += 1
+            tokens += int(np.load(d / "offsets.npy")[-1])
+            continue
+        if d.exists():
+            invalid += 1
+            log.warning("teacher shard %s is corrupt or from another key; recomputing it", d)
+        scores = score_texts(model, requests[start:stop], store=store, top_k=job.top_k, backend=job.backend,
+                             backend_options=job.backend_options)
+        cached += sum(s.cached for s in scores)
+        scored += sum(not s.cached and s.error is None for s in scores)
+        bad = {s.id: s.error for s in scores if s.error}
+        if bad:
+            errors.update(bad)  # the shard stays unwritten: failures are never stored
+            continue
+        tokens += _write_shard(d, key, start, stop, scores, job.top_k)
+        written += 1
+    size = sum(f.stat().st_size for f in out.rglob("*.npy"))
+    per_token = 4 + 4 * job.top_k + 2 * job.top_k  # int32 token id, int32 top ids, fp16 top log-probs
+    report = CaptureReport(source=job.source, directory=str(out), rows=len(requests), tokens=tokens,
+                           shards_reused=reused, shards_written=written, shards_invalid=invalid,
+                           rows_scored=scored, rows_cached=cached, plain=plain,
+                           seconds=time.perf_counter() - t0, bytes_per_token=per_token, disk_bytes=size,
+                           errors=errors)
+    (out / "report.json").write_text(report.model_dump_json(indent=1))
+    return report
+
+
+@dataclass
+class TeacherRow:
+    token_ids: np.ndarray  # (n,) int32
+    top_ids: np.ndarray  # (n, K) int32
+    top_logprobs: np.ndarray  # (n, K) float16
+    ce: float
+
+
+class TeacherFile:
+    """Read side: memory-maps every shard of a complete capture. Raises when a shard is missing."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._shards = []
+        self._index: dict[str, tuple[int, int]] = {}
+        for d in sorted(self.directory.glob("shard-?????")):
+            meta = json.loads((d / "meta.json").read_text())
+            arrays = {a: np.load(d / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
+            self._shards.append(arrays)
+            for j, rid in enumerate(meta["ids"]):
+                self._index[rid] = (len(self._shards) - 1, j)
+        if not self._shards:
+            raise UsageError(f"no teacher shards in {self.directory}; run `harness fuse teacher` first")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def ids(self) -> list[str]:
+        return list(self._index)
+
+    def __contains__(self, row_id: str) -> bool:
+        return row_id in self._index
+
+    def row(self, row_id: str) -> TeacherRow:
+        s, j = self._index[row_id]
+        a = self._shards[s]
+        lo, hi = int(a["offsets"][j]), int(a["offsets"][j + 1])
+        ce = float(a["ce"][j])
+        return TeacherRow(np.asarray(a["token_ids"][lo:hi]), np.asarray(a["top_ids"][lo:hi]),
+                          np.asarray(a["top_logprobs"][lo:hi]), ce if math.isfinite(ce) else math.inf)
