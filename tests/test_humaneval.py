@@ -147,6 +147,9 @@ def test_score_reports_outcomes_and_no_code(problems):
                                              "failed": 1, "syntax error": 1}
     prov = bench.provenance()
     assert prov["sandbox"]["isolation"] and prov["sandbox"]["speed_factor"] >= 1 and prov["outcomes"]["passed"] == 1
+    # results.json says how the code ran and who decided (issue 18)
+    assert prov["sandbox"]["isolation"] in ("bwrap", "unshare") and prov["sandbox"]["unsafe"] is False
+    assert "outside" in prov["sandbox"]["verdicts"]
 
 
 def test_n_samples_give_mean_pass1_and_pass_at_k(problems):
