@@ -49,7 +49,26 @@ def _sandbox_uid_procs() -> list[str]:
     return out
 
 
-def test_isolation_is_reported_and_strong_here():
+_usable: dict[str, tuple[bool, str]] = {}
+
+
+@pytest.fixture(autouse=True, params=["bwrap", "unshare"])
+def sandbox_mode(request, monkeypatch):
+    """Every test here in both namespace modes (issue 18): `unshare` is what a fresh machine
+    without bubblewrap gets, and must contain the same programs."""
+    m = request.param
+    if m not in _usable:
+        _usable[m] = core._probe(m)
+    if not _usable[m][0]:
+        if m == "bwrap" and os.environ.get("CI"):
+            pytest.fail(f"bwrap must work in CI: {_usable[m][1]}")
+        pytest.skip(f"{m} unavailable here: {_usable[m][1]}")
+    monkeypatch.setattr(core, "_mode", m)
+    return m
+
+
+def test_isolation_is_reported_and_strong_here(monkeypatch):
+    monkeypatch.setattr(core, "_mode", None)  # the mode the harness would choose by itself
     mode = isolation_mode()
     assert mode in core.MODES
     if core.shutil.which("bwrap") and os.getuid() == 0 and not os.environ.get(core.SANDBOX_ENV):
@@ -347,8 +366,8 @@ def test_program_imports_from_site_packages_the_sandbox_uid_cannot_reach_on_the_
         monkeypatch.setattr(core, "_site_packages", lambda: [*_real_site_packages(), str(site)])
         job = script("import fh_private_probe\ndef f(x):\n    return x + fh_private_probe.ANSWER - 40\n")
         mode = isolation_mode()
-        if mode == "bwrap" and os.getuid() == 0:  # a fresh zygote, so its mounts see the patched list
-            z = core.Zygote()
+        if os.getuid() == 0:  # a fresh zygote, so its mounts see the patched list
+            z = core.Zygote(mode)
             try:
                 res = z.run(job)
             finally:
@@ -374,3 +393,13 @@ def test_forcing_an_unknown_or_missing_mode_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(core.shutil, "which", lambda name: None)
     with pytest.raises(UsageError, match="`bwrap` is not installed"):
         isolation_mode()
+
+
+def test_no_isolation_is_refused_without_consent(monkeypatch):
+    monkeypatch.setattr(core, "_mode", None)
+    monkeypatch.delenv(core.UNSAFE_ENV, raising=False)
+    monkeypatch.setattr(core, "_probe", lambda mode: (False, "not here"))
+    with pytest.raises(core.SandboxUnavailable, match="--unsafe-sandbox"):
+        isolation_mode()
+    monkeypatch.setenv(core.UNSAFE_ENV, "1")
+    assert isolation_mode() == "none" and core.describe()["unsafe"] is True
