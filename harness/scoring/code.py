@@ -37,6 +37,7 @@ by a nonce) and its verdict says `decided_by="in-process"`.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
 import threading
@@ -135,6 +136,8 @@ def check_functions(cases: Iterable[tuple[Hashable, str | None, FunctionTest]], 
             out[key] = CodeVerdict(outcome="no code found", reason="no code found", decided_by="none")
         else:
             todo.append((key, program, test))
+    if not todo:
+        return out
     records = _ensure_records({t.key: t for _, _, t in todo}, timeout_s, workers)
     split = [(k, p, t) for k, p, t in todo if records[t.key].split]
     out.update(_in_process([(k, p, t) for k, p, t in todo if not records[t.key].split], timeout_s, workers))
@@ -177,8 +180,6 @@ def _record_from(r: RunResult) -> _Record:
 def _literal_calls(test: FunctionTest) -> list[str]:
     """Calls of the function with literal arguments written in the test (MBPP's asserts): a
     first guess at the inputs when there is no reference to record from."""
-    import ast
-
     try:
         tree = ast.parse(test.test)
     except SyntaxError:
