@@ -94,3 +94,20 @@ def test_corrupt_or_foreign_shards_are_detected_and_recomputed(embedded_model_di
     other = T.capture(T.CaptureJob(str(embedded_model_dir), _requests()[:2], root, top_k=4, shard_rows=2,
                                    backend="hf"), store=store)
     assert Path(other.directory) != d
+
+
+def test_recipe_errors_name_the_key_and_the_fix(tmp_path):
+    from harness.errors import UsageError
+    from trainers.distill.recipe import load_recipe, requests_from_rows
+
+    p = tmp_path / "r.yaml"
+    p.write_text("sources: [{name: g, model: gemma3-270m}]\ndata: d.jsonl\noutput_dir: o\ntop_kk: 3\n")
+    with pytest.raises(UsageError, match="top_kk"):
+        load_recipe(str(p))
+    p.write_text("sources: [{name: g, model: a}, {name: g, model: b}]\ndata: d.jsonl\noutput_dir: o\n")
+    with pytest.raises(UsageError, match="unique"):
+        load_recipe(str(p))
+    recipe, base = load_recipe(str(p), {"sources": [{"name": "g", "model": "a"}]})
+    assert recipe.top_k == 10 and base == tmp_path
+    reqs, dropped = requests_from_rows([{"prompt": "q", "response": "a"}, {"prompt": "q"}, "junk"])
+    assert [r.id for r in reqs] == ["0"] and set(dropped) == {1, 2}
