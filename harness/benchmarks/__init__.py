@@ -24,5 +24,6 @@ BENCHMARKS = Registry(
         "amc23": "harness.benchmarks.amc23:AMC23",
         "livebench": "harness.benchmarks.livebench:LiveBench",
         "alignbench": "harness.benchmarks.alignbench:AlignBench",
+        "mbpp-plus": "harness.benchmarks.mbpp_plus:MBPPPlus",
     },
 )

@@ -1,7 +1,7 @@
 """Score every answer with the scorer its pool's kind calls for (DESIGN.md §2: the verifier
 that grades an evaluation also ranks fusion answers).
 
-  math         harness.benchmarks.math_answers: extract_answer + is_equivalent (math-verify)
+  math         harness.scoring.math: extract_answer + is_equivalent (math-verify)
                against the gold answer; score 1.0 / 0.0, `correct` set.
   code         MBPP tests through harness.scoring.code (the HumanEval path's check_programs; a
                thin adapter: MBPP's assert list becomes a check(candidate) function). The
@@ -41,7 +41,7 @@ JUDGE_TEMPLATE = (
 
 # ---- math ----------------------------------------------------------------------------------
 def score_math(item, answers: list) -> None:
-    from harness.benchmarks.math_answers import extract_answer, is_equivalent
+    from harness.scoring.math import extract_answer, is_equivalent
 
     gold = item.meta["gold"]
     for a in answers:
@@ -52,35 +52,18 @@ def score_math(item, answers: list) -> None:
 
 
 # ---- code ----------------------------------------------------------------------------------
-def mbpp_check(tests: list[str], setup: str = "") -> str:
-    """MBPP's asserts as the check(candidate) the sandbox's script mode calls. The asserts
-    name the function directly; the test code runs in a copy of the program's namespace."""
-    body = "\n".join("    " + t.replace("\n", "\n    ") for t in tests) or "    pass"
-    return (setup.strip() + "\n\n" if setup and setup.strip() else "") + f"def check(candidate):\n{body}\n"
-
-
-def mbpp_program(reply: str, entry_point: str | None) -> str | None:
-    from harness.benchmarks.code_extract import extract_code, sanitize
-
-    code = extract_code(reply, entry_point)
-    if code is None:
-        return None
-    try:
-        return sanitize(code, entry_point)
-    except Exception:  # noqa: BLE001 - unparsable code: run it as is, the sandbox reports the error
-        return code
-
-
 def score_code(pairs: list[tuple[Any, list]], timeout_s: float = 3.0, workers: int | None = None) -> None:
     """All code answers of all prompts in one sandbox batch (it runs one job per core)."""
+    from harness.benchmarks.evalplus_mbpp import mbpp_assert_test
     from harness.benchmarks.humaneval import check_programs
+    from harness.benchmarks.mbpp_plus import program_from_reply
 
     jobs, refs = [], {}
     for item, answers in pairs:
         entry = item.meta.get("entry_point")
-        test = mbpp_check(item.meta.get("tests") or [], item.meta.get("test_setup_code") or "")
+        test = mbpp_assert_test(item.meta.get("tests") or [], item.meta.get("test_setup_code") or "")
         for a in answers:
-            jobs.append(((item.id, a.source, a.index), mbpp_program(a.text, entry), test, entry))
+            jobs.append(((item.id, a.source, a.index), program_from_reply(a.text, entry), test, entry))
             if item.meta.get("reference"):  # a reference solution: inputs recorded, not discovered
                 refs[(item.id, a.source, a.index)] = item.meta["reference"]
     results = check_programs(jobs, timeout_s=timeout_s, workers=workers, references=refs) if jobs else {}

@@ -1,0 +1,152 @@
+"""EvalPlus's MBPP+ data handling and test oracle, reimplemented from evalplus (Apache-2.0):
+evalplus/data/mbpp.py (`mbpp_deserialize_inputs`, MBPP_OUTPUT_NOT_NONE_TASKS),
+evalplus/evaluate.py `unsafe_execute` (exact match, special oracles, float tolerance) and
+tools/mbpp/fix_v010.py + fix_v011.py (the edits that make v0.2.0 from v0.1.0).
+
+Kept apart from mbpp_plus.py because it is data plumbing, not the benchmark's protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# tools/mbpp/fix_v011.py (issue evalplus#147): the 21 tasks v0.2.0 drops (399 -> 378).
+REMOVED_IN_V020 = frozenset(f"Mbpp/{n}" for n in (
+    83, 115, 117, 143, 164, 229, 249, 295, 396, 400, 407, 431, 438, 442, 461, 574, 582, 595, 640, 746, 783))
+# tools/mbpp/fix_v010.py (evalplus#156): source URLs removed from these prompts.
+URLS_REMOVED_IN_V011 = {
+    "Mbpp/734": "https://www.geeksforgeeks.org/sum-of-products-of-all-possible-subarrays/",
+    "Mbpp/735": "https://www.geeksforgeeks.org/toggle-bits-number-expect-first-last-bits/",
+    "Mbpp/736": "https://www.w3resource.com/python-exercises/data-structures-and-algorithms/"
+                "python-data-structure-exercise-24.php",
+    "Mbpp/739": "https://www.geeksforgeeks.org/index-of-smallest-triangular-number-with-n-digits/",
+    "Mbpp/740": "https://www.geeksforgeeks.org/python-convert-tuple-to-adjacent-pair-dictionary/",
+    "Mbpp/743": "https://www.geeksforgeeks.org/python-program-right-rotate-list-n/",
+    "Mbpp/745": "https://www.w3resource.com/python-exercises/lambda/python-lambda-exercise-24.php",
+    "Mbpp/749": "https://www.geeksforgeeks.org/python-sort-numeric-strings-in-a-list/",
+    "Mbpp/751": "https://www.geeksforgeeks.org/how-to-check-if-a-given-array-represents-a-binary-heap/",
+    "Mbpp/752": "https://www.geeksforgeeks.org/jacobsthal-and-jacobsthal-lucas-numbers/",
+    "Mbpp/753": "https://www.geeksforgeeks.org/python-find-minimum-k-records-from-tuple-list/",
+    "Mbpp/757": "https://www.geeksforgeeks.org/python-program-to-count-the-pairs-of-reverse-strings/",
+    "Mbpp/763": "https://www.geeksforgeeks.org/find-minimum-difference-pair/",
+    "Mbpp/771": "https://www.geeksforgeeks.org/check-for-balanced-parentheses-in-an-expression/",
+    "Mbpp/780": "https://www.geeksforgeeks.org/python-combinations-of-sum-with-tuples-in-tuple-list/",
+    "Mbpp/781": "https://www.w3resource.com/python-exercises/basic/python-basic-1-exercise-24.php",
+    "Mbpp/782": "https://www.geeksforgeeks.org/sum-of-all-odd-length-subarrays/",
+    "Mbpp/783": "https://www.geeksforgeeks.org/program-change-rgb-color-model-hsv-color-model/",
+    "Mbpp/803": "https://www.geeksforgeeks.org/check-if-given-number-is-perfect-square-in-cpp/",
+}
+# evalplus/evaluate.py: only "is the result not None" is compared for these entry points.
+OUTPUT_NOT_NONE = ("check_str", "text_match_three", "text_starta_endb")
+
+_TUPLE_ARGS = {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740,
+               744, 809}
+_TUPLES_IN_LISTS = {63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780}
+_FIRST_ARG_TUPLES = {75, 413, 444, 753}
+_SECOND_ARG_TUPLE = {106, 750}
+_FIRST_ARG_TUPLE = {250, 405, 446, 617, 720, 763, 808}
+_NESTED_THEN_TUPLE = {259, 401, 445}
+_ALL_TUPLES = {580, 615, 791}
+
+
+def _all_tuples(x: Any) -> Any:
+    return tuple(_all_tuples(i) for i in x) if isinstance(x, list) else x
+
+
+def deserialize_inputs(task_id: str, inputs: list) -> list:
+    """evalplus mbpp_deserialize_inputs: restore the tuples, sets and complex numbers JSON lost."""
+    n = int(task_id.split("/")[-1])
+    if n in _TUPLE_ARGS:
+        return [[tuple(x) for x in inp] for inp in inputs]
+    if n in _TUPLES_IN_LISTS:
+        return [[[tuple(x) for x in xs] for xs in inp] for inp in inputs]
+    if n in _FIRST_ARG_TUPLES:
+        return [[[tuple(x) for x in inp[0]]] + [inp[1]] for inp in inputs]
+    if n in _SECOND_ARG_TUPLE:
+        return [[inp[0]] + [tuple(inp[1])] for inp in inputs]
+    if n == 115:
+        return [[[set(i) if isinstance(i, list) and len(i) else {} for i in inp[0]]] for inp in inputs]
+    if n == 124:
+        return [(float(inp[0]), complex(inp[1])) for inp in inputs]
+    if n in _FIRST_ARG_TUPLE:
+        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
+    if n in _NESTED_THEN_TUPLE:
+        return [[tuple(tuple(x) for x in xs) for xs in inp] for inp in inputs]
+    if n == 278:
+        return [[tuple(tuple(i) if isinstance(i, list) else i for i in inp[0])] for inp in inputs]
+    if n == 307:
+        return [[tuple(inp[0])] + [inp[1], inp[2]] for inp in inputs]
+    if n == 722:
+        return [[{k: tuple(v) for k, v in inp[0].items()}] + inp[1:] for inp in inputs]
+    if n == 252:
+        return [[complex(inp[0])] for inp in inputs]
+    if n in _ALL_TUPLES:
+        return [_all_tuples(inp) for inp in inputs]
+    return inputs
+
+
+# The oracle, run inside the trusted test (never in the model's process). `__reference__` is
+# the canonical solution (harness.scoring.code runs it as the FunctionTest reference).
+_ORACLE = '''
+import copy
+import math
+from math import inf, nan
+
+def _is_floats(x):
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)):
+        return all(isinstance(i, float) for i in x)
+    return False
+
+def _allclose(out, exp, atol):
+    # numpy.testing.assert_allclose(out, exp, atol=atol) (rtol 1e-7, NaN == NaN) on scalars
+    # and (nested) sequences, the shapes MBPP+ outputs take
+    if isinstance(exp, (list, tuple)):
+        return isinstance(out, (list, tuple)) and len(out) == len(exp) and all(
+            _allclose(o, e, atol) for o, e in zip(out, exp))
+    try:
+        if isinstance(exp, float) and math.isnan(exp):
+            return isinstance(out, float) and math.isnan(out)
+        return bool(abs(out - exp) <= atol + 1e-7 * abs(exp))
+    except TypeError:
+        return False
+
+def _matches(out, exp, atol):
+    try:
+        exact = bool(out == exp)
+    except Exception:
+        exact = False
+    if _ENTRY == "are_equivalent":  # Mbpp/164 special oracle
+        exact = True
+    elif _ENTRY == "sum_div":  # Mbpp/295 special oracle
+        exact = exact or out == 0
+    if atol == 0 and _is_floats(exp):
+        atol = 1e-6
+    if not exact and atol != 0:
+        return _allclose(out, exp, atol)
+    return exact
+
+def check(candidate):
+    for args in _INPUTS:
+        exp = __reference__(*copy.deepcopy(args))
+        out = candidate(*copy.deepcopy(args))
+        if _NOT_NONE:
+            assert (out is not None) == (exp is not None), args
+        else:
+            assert _matches(out, exp, _ATOL), args
+'''
+
+
+def oracle_test(entry_point: str, inputs: list, atol: float) -> str:
+    """A check(candidate) comparing the program with the canonical solution on `inputs` the
+    way EvalPlus does (expected outputs come from the reference, as EvalPlus computes them)."""
+    return (f"_INPUTS = {[list(a) for a in inputs]!r}\n_ATOL = {float(atol)!r}\n_ENTRY = {entry_point!r}\n"
+            f"_NOT_NONE = {entry_point in OUTPUT_NOT_NONE!r}\n" + _ORACLE)
+
+
+def mbpp_assert_test(tests: list[str], setup: str = "") -> str:
+    """Original MBPP's assert list as the check(candidate) the sandbox calls (fusion data's
+    MBPP pools); the asserts name the function directly."""
+    body = "\n".join("    " + t.replace("\n", "\n    ") for t in tests) or "    pass"
+    return (setup.strip() + "\n\n" if setup and setup.strip() else "") + f"def check(candidate):\n{body}\n"

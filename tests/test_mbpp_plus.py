@@ -1,0 +1,98 @@
+"""MBPP+ (EvalPlus) on the real data and the real sandbox: every canonical solution passes its
+base and plus tests, a solution tuned to the base inputs fails plus, v0.2.0's task list,
+EvalPlus's input types and oracle, the prefilled prompt and the reply extraction."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.backends.base import render_chat
+from harness.benchmarks.base import Context, Example
+from harness.benchmarks.evalplus_mbpp import deserialize_inputs, mbpp_assert_test
+from harness.benchmarks.mbpp_plus import PREFILL, MBPPPlus, program_from_reply
+from harness.types import Completion
+
+
+@pytest.fixture(scope="module")
+def smollm_tokenizer(embedded_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(embedded_model_dir)
+
+
+@pytest.fixture(scope="module")
+def bench(data_dir):
+    return MBPPPlus(ctx=Context(data_dir=data_dir))
+
+
+def _complete(b, examples, text_for):
+    return {b.request_id(e): Completion(texts=[text_for(e)], finish_reasons=["stop"]) for e in examples}
+
+
+def test_versions(data_dir):
+    v1 = MBPPPlus(ctx=Context(data_dir=data_dir)).load()
+    v2b = MBPPPlus(ctx=Context(data_dir=data_dir), options={"version": "v0.2.0"})
+    v2 = v2b.load()
+    assert len(v1) == 399 and len(v2) == 378
+    assert {"Mbpp/83", "Mbpp/783"} <= {e.id for e in v1} - {e.id for e in v2}
+    p734 = next(e for e in v2 if e.id == "Mbpp/734").data["prompt"]
+    assert "geeksforgeeks" not in p734 and "+v0.2.0-edits" in v2b.dataset_revision
+
+
+def test_inputs_get_evalplus_types():
+    assert deserialize_inputs("Mbpp/2", [[[1, 2], [3]]]) == [[(1, 2), (3,)]]
+    assert deserialize_inputs("Mbpp/124", [[1, 2]]) == [(1.0, complex(2))]
+    assert deserialize_inputs("Mbpp/3", [[7]]) == [[7]]
+
+
+def test_prompt_has_the_evalplus_prefill(bench, smollm_tokenizer):
+    ex = bench.load(limit=1)[0]
+    (r,) = bench.to_requests(ex)
+    assert r.messages[0]["content"].startswith("Please provide a self-contained Python script")
+    assert r.messages[0]["content"].endswith("```\n" + ex.data["prompt"].strip() + "\n```\n")
+    assert r.messages[1] == {"role": "assistant", "content": PREFILL}
+    assert "\n```" in r.params.stop and "\n#" in r.params.stop and r.params.max_tokens == 2048
+    text = smollm_tokenizer.decode(render_chat(smollm_tokenizer, r.messages, None, "smollm"))
+    assert text.endswith("<|im_start|>assistant\n" + PREFILL)  # the model continues inside the fence
+
+
+def test_reply_extraction_continues_the_prefill():
+    reply = "def f(x):\n    return x + 1\n\nassert f(1) == 2\n"
+    assert program_from_reply(reply, "f", prefilled=True).strip() == "def f(x):\n    return x + 1"
+    assert program_from_reply("no code here", "f", prefilled=False) is None
+
+
+def test_all_canonical_solutions_pass_base_and_plus(bench):
+    exs = bench.load()
+    scores = bench.score(exs, _complete(bench, exs, lambda e: e.data["canonical_solution"].lstrip("\n")))
+    failing = [(s["id"], s["outcomes"], s["reason"]) for s in scores if s["score"] != 1.0]
+    assert not failing, failing[:5]
+    m = bench.aggregate(scores)
+    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == 399
+
+
+def test_solution_tuned_to_base_inputs_passes_base_and_fails_plus(bench):
+    ex = next(e for e in bench.load(limit=3) if e.id == "Mbpp/3")  # is_not_prime; base: 1, 2, 10, 35, 37
+    wrong = "def is_not_prime(n):\n    return n in (1, 10, 35)\n"
+    right = ex.data["canonical_solution"]
+    comps = {bench.request_id(ex): Completion(texts=[wrong, right], finish_reasons=["stop", "stop"])}
+    (s,) = bench.score([ex], comps)
+    assert s["n_passed_base"] == 2 and s["n_passed"] == 1
+    assert s["outcomes"] == ["failed", "passed"] and s["score"] == 0.5 and s["base_score"] == 1.0
+
+
+def test_oracle_float_tolerance(bench):
+    # a float result off by 1e-9 passes (EvalPlus enforces atol 1e-6 for float outputs); off by 1e-3 fails
+    ex = Example(id="Mbpp/x", data={"task_id": "Mbpp/1", "entry_point": "half", "atol": 0,
+                                    "prompt": "", "canonical_solution": "def half(x):\n    return x / 2\n",
+                                    "base_input": [[1.0], [3.0]], "plus_input": [[5.0]]})
+    close = "def half(x):\n    return x / 2 + 1e-9\n"
+    far = "def half(x):\n    return x / 2 + 1e-3\n"
+    comps = {bench.request_id(ex): Completion(texts=[close, far], finish_reasons=["stop", "stop"])}
+    (s,) = bench.score([ex], comps)
+    assert s["outcomes"] == ["passed", "failed"]
+
+
+def test_mbpp_assert_test_for_fusion_pools():
+    t = mbpp_assert_test(["assert f(1) == 2"], "import math")
+    assert t.startswith("import math\n\n") and "def check(candidate):\n    assert f(1) == 2" in t
