@@ -147,3 +147,17 @@ def test_gpqa_wrong_password_and_changed_file_are_clear_errors(tmp_path):
     b = BENCHMARKS.resolve("gpqa-diamond")(ctx=Context(data_dir=tmp_path))
     with pytest.raises(UsageError, match="expected b4b47341.*changed"):
         b.load()
+
+
+def test_leaderboard_drill_down_shows_gpqa_item_ids_only(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from leaderboards.build import HIDDEN, run_texts
+
+    for bench in ("gpqa-diamond", "mmlu"):
+        (tmp_path / f"{bench}.jsonl").write_text(json.dumps({"id": "0", "completion": "secret reasoning"}) + "\n")
+    run = SimpleNamespace(benchmarks={"gpqa-diamond": {}, "mmlu": {}}, model_fingerprint=None, out_dir=tmp_path)
+    texts = run_texts(None, run)
+    assert texts["gpqa-diamond"] == {"0": {"prompt": None, "answer": HIDDEN, "extra": []}}
+    assert texts["mmlu"]["0"]["answer"] == "secret reasoning"
