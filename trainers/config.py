@@ -66,7 +66,12 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if self.method not in OBJECTIVES:
             raise ValueError(str(_unknown(self.method)))
-        if self.ref_model and REFERENCE not in self.objective_spec.needs(self.hyper):
+        try:
+            hyper = self.hyper
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise ValueError(f"objective options for {self.method}: {msgs}") from None
+        if self.ref_model and REFERENCE not in self.objective_spec.needs(hyper):
             raise ValueError(f"ref_model is meaningless for method {self.method}; remove it")
         return self
 

@@ -19,8 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.errors import UsageError
 from harness.yamlio import load_yaml_mapping
+from trainers.objectives import OBJECTIVES
+from trainers.pipeline.stages import StageSpec, TrainStage, parse_stage
 
-PREFERENCE_METHODS = ("wrpo", "dpo", "dpo_norm", "ipo", "simpo")
+# the `preference` section trains from the SFT candidate on pairs (dpo.jsonl) or WRPO quadruples
+PREFERENCE_FORMATS = ("pref", "wrpo")
+PREFERENCE_METHODS = tuple(sorted((m for m, o in OBJECTIVES.items() if o.row_format in PREFERENCE_FORMATS),
+                                  key=lambda m: PREFERENCE_FORMATS.index(OBJECTIVES[m].row_format) * -1))
+BUILTIN_STAGES = ("data", "sft", "data-target", "preference", "leaderboard", "gate")
 
 
 class _Strict(BaseModel):
@@ -68,8 +74,9 @@ class LeaderboardSpec(_Strict):
 
 class GateSpec(_Strict):
     enabled: bool = True
-    candidate: Literal["preference", "sft"] | None = Field(
-        None, description="which candidate is gated against the target (default: the last trained)")
+    candidate: str | None = Field(
+        None, description="which candidate is gated against the target: sft, preference or a `stages` name "
+                          "(default: the last trained)")
     benchmarks: list[str] | None = None
     alpha: float = Field(0.05, gt=0, lt=1)
     n_boot: int = Field(10_000, ge=1000)
@@ -86,6 +93,8 @@ class PipelineRecipe(_Strict):
                                                "data_dir; its `target` gives only backend / n for WRPO sampling")
     sft: dict[str, Any] = Field(default_factory=dict, description="trainer config keys for the target's SFT")
     preference: dict[str, Any] | None = Field(None, description="trainer config keys incl. method: wrpo | dpo ...")
+    stages: list[dict[str, Any]] = Field(default_factory=list, description="more stages, each {kind: ..., ...} "
+                                         "(trainers/pipeline/stages.py: fuse_sft, fuse_po, infifpo, ...)")
     evaluate: EvaluateSpec
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     gate: GateSpec = GateSpec()
@@ -104,7 +113,29 @@ class PipelineRecipe(_Strict):
                              f"got {self.preference.get('method')!r}")
         if self.gate.candidate == "preference" and self.preference is None:
             raise ValueError("gate.candidate: preference needs a `preference` section")
+        specs = self.stage_specs
+        stage_names = [s.stage_name for s in specs]
+        for n in stage_names:
+            if n in BUILTIN_STAGES or stage_names.count(n) > 1 or n.startswith(("eval:", "specialist:")):
+                raise ValueError(f"stages: the name {n!r} is taken (built-in stages: {', '.join(BUILTIN_STAGES)}; "
+                                 "stage names must be unique); give the entry another `name:`")
+        if self.gate.candidate not in (None, "sft", "preference", *stage_names):
+            raise ValueError(f"gate.candidate must be sft, preference or a `stages` name "
+                             f"({', '.join(stage_names) or 'none'}), got {self.gate.candidate!r}")
         return self
+
+    @property
+    def stage_specs(self) -> list[StageSpec]:
+        from pydantic import ValidationError
+
+        out = []
+        for i, entry in enumerate(self.stages):
+            try:
+                out.append(parse_stage(entry, f"stages[{i}]"))
+            except ValidationError as e:
+                msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+                raise ValueError(f"stages[{i}] ({entry.get('kind')}): {msgs}") from None
+        return out
 
     @property
     def method(self) -> str | None:
@@ -113,7 +144,7 @@ class PipelineRecipe(_Strict):
     @property
     def needs_target_samples(self) -> bool:
         """WRPO's y_wt / y_l are the target-SFT model's own samples: a second data phase."""
-        return self.method == "wrpo"
+        return self.method is not None and OBJECTIVES[self.method].row_format == "wrpo"
 
 
 def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[PipelineRecipe, Path]:
@@ -176,6 +207,7 @@ def _trainer_sections(recipe: PipelineRecipe) -> list[tuple[str, dict[str, Any],
     out.append(("sft", recipe.sft, "sft"))
     if recipe.preference is not None:
         out.append(("preference", recipe.preference, recipe.preference["method"]))
+    out += [(f"stages[{s.stage_name}].train", s.train, s.kind) for s in recipe.stage_specs if isinstance(s, TrainStage)]
     return out
 
 

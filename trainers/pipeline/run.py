@@ -5,6 +5,8 @@
     sft                the target fine-tuned on the SFT rows -> candidate <name>-sft
     data-target        phase 2 (WRPO only): the SFT candidate samples the same prompts -> quadruples
     preference         WRPO / DPO family from the SFT candidate -> candidate <name>-<method>
+    <stages[].name>    each `stages:` entry, built by its kind's registry entry (trainers/pipeline/
+                       stages.py): fuse_sft, fuse_po, infifpo, ... -> candidate <name>-<stage name>
     eval:<model>       the suite on every source, the target and every candidate
     leaderboard        HTML: candidates vs target vs sources, with the fusion data's source stats
     gate               paired-significance gate, the last candidate vs the target
@@ -27,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -38,22 +39,14 @@ from typing import Any
 
 from harness.errors import HarnessError, UsageError
 from trainers.pipeline.config import PipelineRecipe, fusion_recipe, suite_path, trainer_config
+from trainers.pipeline.stages import STAGE_KINDS, Stage, data_files_needed, slug
+from trainers.pipeline.stages import files_hash as _files_hash
 
 log = logging.getLogger(__name__)
 
 
 class StageFailed(HarnessError):
     """A stage's command failed; everything it finished is kept and the next run resumes."""
-
-
-@dataclass
-class Stage:
-    name: str
-    spec: dict[str, Any]  # what defines the stage, besides its inputs
-    deps: list[str]  # stages whose outputs are this stage's inputs
-    run: Callable[[bool], None]  # argument: resume (an interrupted run with the same key left state)
-    outputs: Callable[[], dict[str, str] | None]  # hashes of what it produced; None when missing
-    describe: str = ""
 
 
 @dataclass
@@ -72,26 +65,8 @@ class PipelineResult:
     gate: dict[str, Any] | None = None
 
 
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _sha_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _files_hash(*paths: Path) -> dict[str, str] | None:
-    if not all(p.is_file() for p in paths):
-        return None
-    return {p.name: _sha_file(p) for p in paths}
-
-
-def slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "model"
 
 
 def _die_with_parent() -> None:
@@ -128,7 +103,39 @@ class Pipeline:
         self.stages: list[Stage] = []
         self.outputs: dict[str, dict[str, str]] = {}
         self.evals: list[dict[str, Any]] = []  # {label, model, role, dir}
+        self.candidates: list[tuple[str, str]] = []  # (producing stage, candidate name), in training order
         self._build()
+
+    # ---- what stage kinds build with (trainers/pipeline/stages.py) -----------------------------
+    def add(self, stage: Stage) -> None:
+        self.stages.append(stage)
+
+    def add_candidate(self, stage_name: str, candidate: str) -> None:
+        """A model a stage makes: evaluated, on the leaderboard, and gateable by its stage name."""
+        self.candidates.append((stage_name, candidate))
+
+    def start_model(self, start: str) -> tuple[str, list[str]]:
+        """(model spec, producing stage) for a stage's `from:`: target, sft, another stage or a model."""
+        if start == "target":
+            return self.recipe.target, []
+        produced = dict(self.candidates)
+        if start in produced:
+            return produced[start], [start]
+        if start in {s.name for s in self.recipe.specialists}:
+            return start, [f"specialist:{start}"]
+        return start, []
+
+    def model_fp(self, model: str) -> str:
+        return self._fingerprint(model)
+
+    def trainer_config(self, section: dict[str, Any], method: str, **links: str) -> dict[str, Any]:
+        return trainer_config(section, method, self.base, **links)
+
+    def candidate_outputs(self, name: str) -> dict[str, str] | None:
+        return self._candidate_outputs(name)
+
+    def train(self, method: str, cfg: dict[str, Any], stage_dir: Path, resume: bool) -> None:
+        self._train(method, cfg, stage_dir, resume)
 
     # ---- helpers ----------------------------------------------------------------------------
     def _harness(self, *args: str) -> None:
@@ -203,7 +210,8 @@ class Pipeline:
             name="data", deps=[d for x in sources for d in model_dep(x["model"])],
             spec={"fusion": fusion1, "sources": lambda: {x["name"]: model_fp(x["model"]) for x in sources}},
             run=lambda resume: self._run_fusion(fusion1, data_dir1, needs=self._phase1_needs()),
-            outputs=lambda: _files_hash(data_dir1 / "sft.jsonl", data_dir1 / "dpo.jsonl"),
+            outputs=lambda: _files_hash(data_dir1 / "sft.jsonl", data_dir1 / "dpo.jsonl",
+                                        *([data_dir1 / "fuse.jsonl"] if "fuse" in self._phase1_needs() else [])),
             describe=f"fusion data: {len(sources)} sources sample and are scored"))
 
         sft_name = f"{r.name}-sft"
@@ -214,7 +222,7 @@ class Pipeline:
             name="sft", deps=["data"], spec={"config": sft_cfg, "target": lambda: model_fp(r.target)},
             run=lambda resume: self._train("sft", sft_cfg, sft_dir, resume),
             outputs=lambda: self._candidate_outputs(sft_name), describe=f"SFT {r.target} -> {sft_name}"))
-        candidates = [("sft", sft_name)]
+        self.add_candidate("sft", sft_name)
 
         if r.preference is not None:
             method = r.method
@@ -237,12 +245,15 @@ class Pipeline:
                 name="preference", deps=pref_deps, spec={"config": pref_cfg},
                 run=lambda resume: self._train(method, pref_cfg, pref_dir, resume),
                 outputs=lambda: self._candidate_outputs(pref_name), describe=f"{method} {sft_name} -> {pref_name}"))
-            candidates.append(("preference", pref_name))
+            self.add_candidate("preference", pref_name)
+
+        for spec in r.stage_specs:  # the recipe's `stages:`, each built by its kind's registry entry
+            STAGE_KINDS[spec.kind].build(self, spec)
+        candidates = self.candidates
 
         # Evaluation: each distinct model once (the target is often also a source).
         rows: list[tuple[str, str, str]] = [(x["name"], x["model"], "source") for x in sources]
         rows.append((f"{r.target} (target)", r.target, "target"))
-        stage_of = {"sft": "sft", "preference": "preference"}
         rows += [(name, name, "candidate") for _, name in candidates]
         done: dict[str, Path] = {}
         ev = r.evaluate
@@ -250,7 +261,7 @@ class Pipeline:
             if model not in done:
                 out = wd / "eval" / slug(model)
                 done[model] = out
-                producer = next((stage_of[k] for k, n in candidates if n == model), None)
+                producer = next((k for k, n in candidates if n == model), None)
                 deps = [producer] if producer else model_dep(model)
                 self._add(Stage(
                     name=f"eval:{model}", deps=deps,
@@ -284,7 +295,7 @@ class Pipeline:
                 describe=f"gate: {cand} vs {r.target}"))
 
     def _add(self, stage: Stage) -> None:
-        self.stages.append(stage)
+        self.add(stage)
 
     # ---- stage bodies -----------------------------------------------------------------------
     def _run_specialist(self, s, sdir: Path, cfg: dict[str, Any], resume: bool) -> None:
@@ -305,9 +316,11 @@ class Pipeline:
         self._train("sft", cfg, sdir, resume)
 
     def _phase1_needs(self) -> list[str]:
-        """The phase-1 files a later stage trains on: SFT rows, and DPO pairs for the DPO family."""
-        return ["sft"] + (["dpo"] if self.recipe.preference is not None and not self.recipe.needs_target_samples
-                          else [])
+        """The phase-1 files a later stage trains on: SFT rows, DPO pairs for the DPO family, and
+        whatever the `stages:` entries read (fuse.jsonl for FuseRL)."""
+        needs = ["sft"] + (["dpo"] if self.recipe.preference is not None and not self.recipe.needs_target_samples
+                           else [])
+        return needs + sorted(data_files_needed(self.recipe.stage_specs) - set(needs))
 
     def _run_fusion(self, fusion: dict[str, Any], out: Path, needs: list[str]) -> None:
         import yaml
