@@ -17,6 +17,7 @@ from trainers.data import normalize
 from trainers.fusion.config import PoolSpec, load_recipe
 from trainers.fusion.pipeline import build_data
 from trainers.fusion.pools import MBPP_TASKS, load_pools
+from trainers.fusion.selection import FuseRow
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -151,6 +152,11 @@ def test_build_data_writes_trainer_ready_files(tmp_path, store, data_dir):
     for r in wrpo:
         assert "(sample 0)" in r["y_ws"] and "(sample 1)" in r["y_wt"] and "(sample 0)" in r["y_l"]
         normalize(r, "wrpo")
+    fuse = [FuseRow.model_validate_json(x) for x in (out / "fuse.jsonl").read_text().splitlines()]
+    assert len(fuse) == 4 and res.counts["fuse"] == 4
+    for r in fuse:  # FuseRL rows: every correct answer (only strong's), one same-source pair
+        assert [a.source for a in r.answers] == ["strong"] and r.verified
+        assert [(p.source, p.chosen_score, p.rejected_score) for p in r.pairs] == [("strong", 1.0, 0.0)]
     stats = json.loads((out / "stats.json").read_text())["sources"]
     assert stats["strong"]["chosen_share"] == 1.0 and stats["strong"]["correct_rate"] == 0.5
     assert stats["weak"]["chosen_share"] == 0.0 and stats["weak"]["correct_rate"] == 0.0

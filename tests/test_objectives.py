@@ -216,3 +216,25 @@ def test_source_logps_drop_rows_a_source_cannot_score():
     got, bad = source_logps(exs, ("chosen", "rejected"), ["s1", "s2"], None, score=fake)
     assert set(got) == {"0", "2"} and got["0"]["chosen"] == [[-1.5, 2.0], [-2.0, 1.0]]
     assert bad == {"1": "source s2 could not score it: cannot render"}
+
+
+def test_adding_an_objective_is_one_entry(monkeypatch):
+    """The docs/training.md example: one registry entry and the config, loss and pipeline follow."""
+    from pydantic import Field
+
+    from trainers import objectives as O
+
+    class HingeParams(O.Params):
+        beta: float = Field(0.1, gt=0)
+
+    monkeypatch.setitem(O.OBJECTIVES, "hinge", O.Objective(
+        name="hinge", summary="hinge", row_format="pref", kinds=("chosen", "rejected"), params=HingeParams,
+        learning_rate=5e-7, lr_source="SLiC-HF", needs=lambda hp: frozenset({REFERENCE}),
+        loss=lambda x, hp: L.LossOutput((1 - hp.beta * ((x.policy["chosen"] - x.ref["chosen"])
+                                         - (x.policy["rejected"] - x.ref["rejected"]))).clamp(min=0))))
+    cfg = base("hinge", beta=2.0)
+    x = StepInputs(policy={"chosen": t(-1.0), "rejected": t(-2.0)}, lengths={}, ref={"chosen": t(-1.0),
+                                                                                     "rejected": t(-1.0)})
+    # 1 - 2·(0 - (-1)) = -1 -> clamped to 0
+    assert reduce_loss(cfg.objective_spec.loss(x, cfg.hyper), None).item() == 0.0
+    assert cfg.lr == 5e-7

@@ -11,6 +11,8 @@ reference model run on every step (what the official code does). Same model, sam
     python -m trainers.bench_step --model smollm2-135m-instruct --mode both --steps 6
     # where the time goes: reference forward, policy fwd+bwd (+checkpointing), AdamW update
     python -m trainers.bench_step --model smollm2-135m-instruct --breakdown --steps 5
+    # the real loop (trainers.loop.train), any objective: seconds per optimizer step, from its metrics
+    python -m trainers.bench_step --model smollm2-135m-instruct --loop dpo --steps 7
 
 The per-step reference side follows the official WRPO trainer (`WRPOTrainer.get_batch_loss_metrics`
 in FuseAI's WRPO code, on TRL's DPOTrainer): after the policy's `concatenated_forward` over the
@@ -247,6 +249,32 @@ def compare(model: str, rounds: int, steps: int, batch_size: int, response_token
             "rounds": rounds, "load1_range": [min(loads), max(loads)], "summary": summary, "records": records}
 
 
+def loop_steps(model_path: str, method: str, steps: int, batch_size: int, response_tokens: int) -> dict:
+    """`trainers.loop.train` for `steps` optimizer steps on a fixed preference/WRPO set; seconds per
+    step as tokens/s from metrics.jsonl (the first step, which pays warm-up, excluded)."""
+    import tempfile
+    from pathlib import Path
+
+    from trainers.config import load_config
+    from trainers.loop import train
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-loop-"))
+    filler = " ".join(["so the total is 12 apples and 7 pears"] * (response_tokens // 8))
+    rows = []
+    for i in range(batch_size * steps):
+        p = f"Question {i}: Tom has 5 apples and buys 7 more. How many apples does he have?"
+        rows.append({"prompt": p, "y_ws": f"5 + 7 = 12. {filler}", "y_wt": f"He has 12 apples. {filler}",
+                     "y_l": f"He has 2. {filler}", "chosen": f"5 + 7 = 12. {filler}", "rejected": f"He has 2. {filler}"})
+    (tmp / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(None, method, {"model": model_path, "data": str(tmp / "rows.jsonl"), "output_dir": str(tmp / "o"),
+                                     "max_steps": steps, "batch_size": batch_size, "logging_steps": 1})
+    res = train(cfg, None, progress=False)
+    recs = [json.loads(x) for x in res.metrics_file.read_text().splitlines()]
+    return {"method": method, "steps": steps,
+            "median_tokens_per_s": statistics.median(r["tokens_per_s"] for r in recs[1:]),
+            "tokens_per_s": [round(r["tokens_per_s"], 1) for r in recs], "load_avg_1m": os.getloadavg()[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct", help="alias or local HF model dir")
@@ -263,13 +291,16 @@ def main() -> None:
     ap.add_argument("--response-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--loop", metavar="OBJECTIVE", help="time the real loop (trainers.loop.train) with this objective")
     a = ap.parse_args()
-    if not (a.compare or a.breakdown) and a.mode is None:
+    if not (a.compare or a.breakdown or a.loop) and a.mode is None:
         ap.error("give --mode cached|reference|both, --compare or --breakdown")
     from harness.models import resolve_model
 
     path = resolve_model(a.model).path
-    if a.breakdown:
+    if a.loop:
+        out = loop_steps(path, a.loop, a.steps, a.batch_size, a.response_tokens)
+    elif a.breakdown:
         out = breakdown(path, a.steps, a.batch_size, a.response_tokens, a.threads)
     elif a.compare:
         out = compare(path, a.rounds, a.steps, a.batch_size, a.response_tokens, a.threads)

@@ -4,6 +4,8 @@ Output directory (every file rewritten atomically at the end of a run):
   sft.jsonl            {id, pool, messages, source, score}                  (trainer format "sft")
   dpo.jsonl            {id, pool, prompt, chosen, rejected, source, gap...} (trainer format "pref")
   wrpo.jsonl           {id, pool, prompt, y_ws, y_wt, y_l, source, ...}     (trainer format "wrpo"; needs `target`)
+  fuse.jsonl           {id, pool, prompt, verified, answers[], pairs[]}     (FuseRow: trainer formats "fuse_sft",
+                       "fuse_pref"): every source's usable answers and one same-source pair per source (FuseRL)
   answers.jsonl        every scored answer per prompt (sources and target), for audits
   stats.json           per-source statistics (chosen share, correctness, lengths, truncation)
   contamination.json   the n-gram hits, what was dropped, which benchmarks were checked/skipped
@@ -161,6 +163,8 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
     sel = recipe.selection
     sft, sft_drop = selection.select_sft(items, answers, source_names)
     dpo, dpo_drop = selection.select_dpo(items, answers, source_names, sel.gap_min, sel.gap_max, sel.gap_on_verified)
+    fuse, fuse_drop = selection.select_fuse(items, answers, source_names, sel.gap_min, sel.gap_max,
+                                            sel.gap_on_verified)
     wrpo, wrpo_drop = (selection.select_wrpo(items, answers, target_answers, source_names,
                                              sel.wrpo_without_correct_target)
                        if recipe.target is not None else ([], Counter()))
@@ -173,6 +177,8 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
     texts += [(r["id"], "sft.response", r["messages"][-1]["content"]) for r in sft]
     texts += [(r["id"], "dpo.chosen", r["chosen"]) for r in dpo]
     texts += [(r["id"], f"wrpo.{k}", r[k]) for r in wrpo for k in ("y_ws", "y_wt")]
+    texts += [(r["id"], "fuse.answer", a["text"]) for r in fuse for a in r["answers"]]
+    texts += [(r["id"], "fuse.chosen", p["chosen"]) for r in fuse for p in r["pairs"]]
     hits = contamination.check_texts(texts, index)
     hit_ids = {h["id"] for h in hits}
     before = {"sft": len(sft), "dpo": len(dpo), "wrpo": len(wrpo)}
@@ -180,6 +186,7 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
         sft = [r for r in sft if r["id"] not in hit_ids]
         dpo = [r for r in dpo if r["id"] not in hit_ids]
         wrpo = [r for r in wrpo if r["id"] not in hit_ids]
+        fuse = [r for r in fuse if r["id"] not in hit_ids]
     if hits:
         log.warning("contamination: %d prompts overlap a benchmark (%s); %s", len(hit_ids),
                     ", ".join(sorted({h['benchmark'] for h in hits})), "dropped" if c.drop else "kept (drop: false)")
@@ -193,6 +200,7 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out_dir / "sft.jsonl", sft)
     _write_jsonl(out_dir / "dpo.jsonl", dpo)
+    _write_jsonl(out_dir / "fuse.jsonl", fuse)
     if recipe.target is not None:
         _write_jsonl(out_dir / "wrpo.jsonl", wrpo)
     _write_jsonl(out_dir / "answers.jsonl", [
@@ -205,13 +213,14 @@ def build_data(recipe, base: Path, store, data_dir: Path | None = None, progress
         "n": c.n, "drop": c.drop, "checked": index.loaded, "skipped": index.skipped, "ngrams": len(index.grams),
         "hits": hits, "contaminated_prompts": sorted(hit_ids), "rows_before": before,
         "rows_after": {"sft": len(sft), "dpo": len(dpo), "wrpo": len(wrpo)}})
-    counts = {"prompts": len(items), "sft": len(sft), "dpo": len(dpo), "wrpo": len(wrpo),
+    counts = {"prompts": len(items), "sft": len(sft), "dpo": len(dpo), "wrpo": len(wrpo), "fuse": len(fuse),
               "contaminated_prompts": len(hit_ids)}
     report = {
         "recipe": recipe.model_dump(), "data_dir": str(data_dir) if data_dir else None,
         "pools": {k: v.to_dict() for k, v in pool_reports.items()},
         "sampling": sampling_reports, "failed_models": failed, "scorers": scorers,
         "selection": {"sft_dropped": dict(sft_drop), "dpo_dropped": dict(dpo_drop), "wrpo_dropped": dict(wrpo_drop),
+                      "fuse_dropped": dict(fuse_drop),
                       "wrpo_y_wt_from_y_ws": sum(r.get("y_wt_from") == "y_ws" for r in wrpo),
                       "tie_break": "best: score desc, shorter text, source order, sample index; "
                                    "worst: score asc, longer text, source order, sample index"},
