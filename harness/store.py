@@ -83,6 +83,13 @@ CREATE TABLE IF NOT EXISTS scores (
     score TEXT NOT NULL,           -- JSON: benchmark-specific per-item record
     PRIMARY KEY (run_id, benchmark, item_id)
 );
+CREATE TABLE IF NOT EXISTS text_scores (
+    key TEXT PRIMARY KEY,          -- hash(model fp, template hash, messages, response, plain, top_k)
+    model_fingerprint TEXT NOT NULL,
+    request_id TEXT NOT NULL,      -- the first request that asked (informational)
+    result TEXT NOT NULL,          -- JSON: token_ids, logprobs, top_ids, top_logprobs (textscore.py)
+    created_at REAL NOT NULL
+);
 -- which generations a run used (cached or new), named by benchmark and item: recorded by the
 -- runner, so readers never recover the benchmark or item by parsing request ids
 CREATE TABLE IF NOT EXISTS run_generations (
@@ -315,6 +322,23 @@ class Store:
                  json.dumps(logprobs) if logprobs is not None else None, prompt_tokens, completion_tokens,
                  error, time.time()),
             )
+
+    # ---- text scores (harness/textscore.py) -----------------------------------------
+    def lookup_text_scores(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """key -> stored result for the keys that are cached (errors are never stored)."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for r in self._query(f"SELECT key, result FROM text_scores WHERE key IN ({','.join('?' * len(chunk))})",
+                                 chunk):
+                out[r["key"]] = json.loads(r["result"])
+        return out
+
+    def put_text_score(self, key: str, model_fingerprint: str, request_id: str, result: dict[str, Any]) -> None:
+        """Commit one finished score at once (a crash keeps it)."""
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO text_scores VALUES (?,?,?,?,?)",
+                      (key, model_fingerprint, request_id, json.dumps(result), time.time()))
 
     # ---- runs and scores ----------------------------------------------------------
     def create_run(self, run_id: str, suite: str, model: str, model_fingerprint: str, config: dict) -> None:

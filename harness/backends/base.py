@@ -3,15 +3,21 @@
 `generate` may call `on_result(index, completion)` as each request finishes, before it
 returns; the runner stores each completion there, which is what makes a SIGKILL lose
 nothing that had finished.
+
+`score` returns per-token log-probs of given texts under the backend's model (the spec is
+harness/textscore.py); it calls `on_result(index, score)` the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from harness.errors import UsageError
 from harness.types import Completion, Message, Request
+
+if TYPE_CHECKING:
+    from harness.textscore import OnScore, TextScore, TextScoreRequest
 
 OnResult = Callable[[int, Completion], None]
 
@@ -20,6 +26,9 @@ class Backend(Protocol):
     name: str
 
     def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Completion]: ...
+
+    def score(self, requests: list[TextScoreRequest], top_k: int = 0,
+              on_result: OnScore | None = None) -> list[TextScore]: ...
 
     def close(self) -> None: ...
 

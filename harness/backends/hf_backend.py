@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.backends.base import OnResult, render_chat
 from harness.errors import BackendError
+from harness.textscore import OnScore, TextScore, TextScoreRequest, split_tokens
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,59 @@ class HFBackend:
             completions.append(Completion(texts=texts, finish_reasons=reasons, prompt_tokens=len(prompt),
                                           completion_tokens=counts))
         return completions
+
+    def score(self, requests: list[TextScoreRequest], top_k: int = 0,
+              on_result: OnScore | None = None) -> list[TextScore]:
+        """One forward pass per batch of length-sorted, right-padded texts."""
+        results: list[TextScore | None] = [None] * len(requests)
+
+        def finish(i: int, s: TextScore) -> None:
+            results[i] = s
+            if on_result is not None:
+                on_result(i, s)
+
+        spans: dict[int, tuple[list[int], list[int]]] = {}
+        for i, r in enumerate(requests):
+            try:
+                spans[i] = split_tokens(self.tokenizer, r, self.model_ref.chat_template, self.model_ref.name)
+            except Exception as e:  # a row the tokenizer cannot render fails alone
+                if "chat template" in str(e) or "eos token" in str(e):
+                    raise
+                finish(i, TextScore(id=r.id, error=f"{type(e).__name__}: {e}"))
+        order = sorted(spans, key=lambda i: -sum(map(len, spans[i])))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            try:
+                scored = self._score_batch([spans[i] for i in batch], top_k)
+            except Exception as e:  # e.g. out of memory: the batch fails, recorded as errors
+                log.exception("hf score failed")
+                scored = [dict(error=f"{type(e).__name__}: {e}") for _ in batch]
+            for i, fields in zip(batch, scored):
+                finish(i, TextScore(id=requests[i].id, **fields))
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, spans: list[tuple[list[int], list[int]]], top_k: int) -> list[dict]:
+        """spans: (context ids, response ids) per text; returns TextScore fields per text."""
+        torch = self.torch
+        seqs = [c + r for c, r in spans]
+        width = max(len(x) for x in seqs)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in seqs], device=self.device)
+        attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in seqs], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=attention).logits  # [batch, width, vocab]
+            out = []
+            for b, (context, response) in enumerate(spans):
+                # position p predicts token p+1: the response's predictions sit one to the left
+                lps = torch.log_softmax(logits[b, len(context) - 1:len(context) + len(response) - 1].float(), dim=-1)
+                target = torch.tensor(response, device=lps.device, dtype=torch.long)
+                fields: dict = {"token_ids": list(response),
+                                "logprobs": lps.gather(-1, target[:, None])[:, 0].tolist()}
+                if top_k:
+                    top = torch.topk(lps, top_k, dim=-1)
+                    fields.update(top_ids=top.indices.tolist(), top_logprobs=top.values.tolist())
+                out.append(fields)
+        return out
 
     def close(self) -> None:
         del self.model

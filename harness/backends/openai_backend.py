@@ -17,6 +17,7 @@ import httpx
 
 from harness.backends.base import OnResult
 from harness.errors import BackendError
+from harness.textscore import OnScore, TextScore, TextScoreRequest, split_tokens
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, model, *, concurrency: int = 16, max_retries: int = 5, timeout: float = 600.0,
-                 backoff: float = 1.0, api_key: str | None = None, **_: Any):
+                 backoff: float = 1.0, api_key: str | None = None, tokenizer: str | None = None, **_: Any):
         self.model = model
+        self.tokenizer_path = tokenizer  # text scoring tokenizes locally (the span must be known)
         self.base_url = model.base_url
         self.concurrency = concurrency
         self.max_retries = max_retries
@@ -105,8 +107,105 @@ class OpenAIBackend:
     def generate(self, requests: list[Request], on_result: OnResult | None = None) -> list[Completion]:
         return asyncio.run(self._run(requests, on_result))
 
+    def score(self, requests: list[TextScoreRequest], top_k: int = 0,
+              on_result: OnScore | None = None) -> list[TextScore]:
+        """/v1/completions with the token ids as prompt, echo and logprobs (what lm-eval's
+        local-completions does). Tokenized here with the model's own tokenizer, given as
+        --backend-option tokenizer=DIR, so the response span is known."""
+        tokenizer = self._score_tokenizer()
+        spans: list[tuple[list[int], list[int]] | None] = []
+        for r in requests:
+            try:
+                spans.append(split_tokens(tokenizer, r, self.model.chat_template, self.model.name))
+            except Exception as e:
+                if "chat template" in str(e) or "eos token" in str(e):
+                    raise
+                spans.append(None)
+                log.warning("text %s cannot be tokenized: %s", r.id, e)
+        return asyncio.run(self._score_all(requests, spans, top_k, on_result))
+
+    def _score_tokenizer(self):
+        if not self.tokenizer_path:
+            raise BackendError(f"scoring through the openai backend ({self.base_url}) needs the model's tokenizer "
+                               "to find the response tokens: pass --backend-option tokenizer=<local model dir or "
+                               "hub id>, or score with --backend vllm / hf on local weights")
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.tokenizer_path)
+
+    async def _score_all(self, requests, spans, top_k: int, on_result: OnScore | None) -> list[TextScore]:
+        sem = asyncio.Semaphore(self.concurrency)
+        async with httpx.AsyncClient(headers=self.headers, timeout=self.timeout) as client:
+            async def run(i: int) -> TextScore:
+                if spans[i] is None:
+                    s = TextScore(id=requests[i].id, error="the tokenizer cannot render this text")
+                else:
+                    async with sem:
+                        s = await self._score_one(client, requests[i].id, *spans[i], top_k)
+                if on_result is not None:
+                    on_result(i, s)
+                return s
+
+            return list(await asyncio.gather(*(run(i) for i in range(len(requests)))))
+
+    async def _score_one(self, client: httpx.AsyncClient, rid: str, context: list[int], response: list[int],
+                         top_k: int) -> TextScore:
+        body = {"model": self.model.path, "prompt": context + response, "echo": True, "logprobs": max(top_k, 1),
+                "max_tokens": 1, "temperature": 0.0, "return_tokens_as_token_ids": True}
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = await client.post(f"{self.base_url}/completions", json=body)
+                if resp.status_code in (404, 405):
+                    raise BackendError(
+                        f"{self.base_url} has no /completions endpoint (HTTP {resp.status_code}); text scoring needs "
+                        "a completions endpoint that echoes prompt log-probs (e.g. `vllm serve`), or local weights "
+                        "with --backend vllm / hf. Chat-only APIs cannot score a given text.")
+                if resp.status_code == 200:
+                    return _parse_echo(rid, resp.json(), context, response, top_k, self.base_url)
+                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                if resp.status_code not in RETRY_STATUS:
+                    break
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                last = f"{type(e).__name__}: {e}"
+            if attempt < self.max_retries:
+                await asyncio.sleep(min(self.backoff * 2 ** attempt, 30) * (0.5 + random.random()))
+        return TextScore(id=rid, error=last)
+
     def close(self) -> None:
         pass
+
+
+def _token_id(token: str) -> int | None:
+    return int(token[len("token_id:"):]) if isinstance(token, str) and token.startswith("token_id:") else None
+
+
+def _parse_echo(rid: str, data: dict[str, Any], context: list[int], response: list[int], top_k: int,
+                base_url: str) -> TextScore:
+    """The response span of an echoed completion. A server that ignores echo (llama.cpp
+    returns only the generated token) would give chance-level scores: refuse it."""
+    lp = ((data.get("choices") or [{}])[0]).get("logprobs") or {}
+    token_lps = lp.get("token_logprobs") or []
+    n = len(context) + len(response)
+    if len(token_lps) < n:
+        return TextScore(id=rid, error=f"{base_url} returned log-probs for {len(token_lps)} tokens, expected the "
+                                       f"{n} prompt tokens echoed: the server does not support echo with logprobs "
+                                       "(use `vllm serve`, or --backend vllm / hf)")
+    tokens = lp.get("tokens") or []
+    sent = [_token_id(t) for t in tokens[len(context):n]]
+    if any(t is not None for t in sent) and sent != response:
+        return TextScore(id=rid, error="the server echoed other token ids than were sent")
+    top_ids = top_lps = None
+    if top_k:
+        tops = (lp.get("top_logprobs") or [])[len(context):n]
+        ranked = [sorted(((v, _token_id(t)) for t, v in (d or {}).items()), key=lambda x: -x[0])[:top_k] for d in tops]
+        if len(ranked) != len(response) or any(t is None for row in ranked for _, t in row):
+            return TextScore(id=rid, error="top-k alternatives need token ids (vLLM's return_tokens_as_token_ids); "
+                                           f"{base_url} returned token strings")
+        top_ids = [[t for _, t in row] for row in ranked]
+        top_lps = [[float(v) for v, _ in row] for row in ranked]
+    return TextScore(id=rid, token_ids=list(response), logprobs=[float(x) for x in token_lps[len(context):n]],
+                     top_ids=top_ids, top_logprobs=top_lps)
 
 
 def _parse(data: dict[str, Any]) -> Completion:

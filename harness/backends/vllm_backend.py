@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.backends.base import OnResult, render_chat
 from harness.errors import BackendError
+from harness.textscore import OnScore, TextScore, TextScoreRequest, split_tokens
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,45 @@ class VLLMBackend:
                 ))
         return [c if c is not None else Completion([], [], error="no output") for c in results]
 
+    def score(self, requests: list[TextScoreRequest], top_k: int = 0,
+              on_result: OnScore | None = None) -> list[TextScore]:
+        """Per-token log-probs through `prompt_logprobs` on context+response ids, one
+        max_tokens=1 request each, stepped like `generate` so each score is reported as it ends."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        results: list[TextScore | None] = [None] * len(requests)
+        spans: dict[int, tuple[int, list[int]]] = {}
+
+        def finish(i: int, s: TextScore) -> None:
+            results[i] = s
+            if on_result is not None:
+                on_result(i, s)
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=top_k, detokenize=False,
+                                output_kind=RequestOutputKind.FINAL_ONLY)
+        for i, r in enumerate(requests):
+            try:
+                context, response = split_tokens(self.tokenizer, r, self.model.chat_template, self.model.name)
+                if len(context) + len(response) >= self.max_model_len:
+                    raise ValueError(f"text has {len(context) + len(response)} tokens, model max length is "
+                                     f"{self.max_model_len}")
+                spans[i] = (len(context), response)
+                engine.add_request(f"score-{i}", TokensPrompt(prompt_token_ids=context + response), params)
+            except Exception as e:  # a bad row fails alone, recorded as an error
+                if "chat template" in str(e) or "eos token" in str(e):
+                    raise
+                finish(i, TextScore(id=r.id, error=f"{type(e).__name__}: {e}"))
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                if out.finished:
+                    i = int(out.request_id.removeprefix("score-"))
+                    start, response = spans[i]
+                    finish(i, _prompt_score(requests[i].id, out.prompt_logprobs or [], start, response, top_k))
+        return [s if s is not None else TextScore(id=r.id, error="no output") for s, r in zip(results, requests)]
+
     def close(self) -> None:
         try:
             self.llm.llm_engine.engine_core.shutdown()
@@ -172,3 +212,21 @@ def _logprobs(output, tokenizer) -> list[dict]:
             "top": {lp.decoded_token: lp.logprob for lp in top.values()},
         })
     return out
+
+
+def _prompt_score(request_id: str, prompt_logprobs: list, start: int, response: list[int], top_k: int) -> TextScore:
+    """The response span of vLLM's prompt_logprobs: one {token id: Logprob} dict per prompt
+    position (None at position 0) holding the actual token plus the top_k by rank."""
+    span = prompt_logprobs[start:start + len(response)]
+    if len(span) != len(response) or any(d is None or tok not in d for d, tok in zip(span, response)):
+        return TextScore(id=request_id, error=f"vLLM returned {len(span)} prompt log-prob positions for "
+                                              f"{len(response)} response tokens")
+    logprobs = [float(d[tok].logprob) for d, tok in zip(span, response)]
+    top_ids = top_lps = None
+    if top_k:
+        ranked = [sorted(((lp.rank, t, lp.logprob) for t, lp in d.items() if lp.rank is not None and lp.rank <= top_k))
+                  for d in span]
+        top_ids = [[t for _, t, _ in row][:top_k] for row in ranked]
+        top_lps = [[float(lp) for _, _, lp in row][:top_k] for row in ranked]
+    return TextScore(id=request_id, token_ids=list(response), logprobs=logprobs, top_ids=top_ids,
+                     top_logprobs=top_lps)

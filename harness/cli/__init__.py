@@ -14,7 +14,7 @@ import sys
 
 from harness.errors import HarnessError
 
-COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard", "fuse", "train", "pipeline", "merge"]
+COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard", "fuse", "train", "pipeline", "merge", "score_text"]
 
 
 def common_parent() -> argparse.ArgumentParser:
