@@ -91,3 +91,10 @@ def test_a_new_stage_kind_is_one_registry_entry(in_tmp):
         assert "echo_for_test" in [s.name for s in pipe.stages]
     finally:
         del STAGE_KINDS["echo_for_test"]
+
+
+def test_shipped_fusion_objectives_recipe_is_valid():
+    from tests.conftest import REPO
+
+    recipe, _ = load_pipeline(REPO / "trainers" / "recipes" / "pipeline_fuse_cpu.yaml")
+    assert [s.kind for s in recipe.stage_specs] == ["fuse_sft", "fuse_po", "infifpo"]

@@ -94,10 +94,6 @@ class TrainConfig(BaseModel):
         return self.learning_rate if self.learning_rate is not None else self.objective_spec.learning_rate
 
     @property
-    def beta_value(self) -> float:
-        return getattr(self.hyper, "beta", None) or 0.0
-
-    @property
     def candidate_name(self) -> str:
         return self.name or Path(self.output_dir).name
 

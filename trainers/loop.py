@@ -294,8 +294,15 @@ def _precompute(run: _Run, examples: list[Example], pad_id: int, store,
     if SOURCE_LOGPS in needs:
         from trainers.reference import source_logps
 
-        signals.sources, bad = source_logps(examples, run.objective.kinds, run.hp.sources, store,
-                                            backend=run.hp.source_backend)
+        def score():
+            return source_logps(examples, run.objective.kinds, run.hp.sources, store, backend=run.hp.source_backend)
+
+        # the main rank scores first (results land in the store); the other ranks then read them
+        if run.main:
+            signals.sources, bad = score()
+        run.accelerator.wait_for_everyone()
+        if not run.main:
+            signals.sources, bad = score()
         for ex_id, why in bad.items():
             report.drop(why.split(":")[0], int(ex_id.split(".")[0]))
         examples = [ex for ex in examples if ex.id not in bad]
