@@ -238,3 +238,42 @@ def test_adding_an_objective_is_one_entry(monkeypatch):
     # 1 - 2·(0 - (-1)) = -1 -> clamped to 0
     assert reduce_loss(cfg.objective_spec.loss(x, cfg.hyper), None).item() == 0.0
     assert cfg.lr == 5e-7
+
+
+def test_rows_in_infifpo_format_bring_their_source_logps(tokenizer):
+    from trainers.data import tokenize_rows
+
+    good = {"prompt": "q?", "chosen": "yes", "rejected": "no", "fuse_chosen_logps": [-67.3, -10.0],
+            "fuse_mean_chosen_logps": [-0.2378, -2.0], "fuse_rejected_logps": [-4.0, -9.0],
+            "fuse_mean_rejected_logps": [-1.0, -3.0]}
+    bad = {**good, "fuse_mean_rejected_logps": [-1.0]}
+    ex, rep = tokenize_rows([good, bad, {"prompt": "q?", "chosen": "a", "rejected": "b"}], "pref", tokenizer,
+                            max_length=64, max_prompt_length=48)
+    assert ex[0].source_logps["chosen"][1] == [-10.0, 5.0]
+    assert ex[0].source_logps["chosen"][0][1] == pytest.approx(283.0, abs=0.1)  # the README's 283 tokens
+    assert ex[1].source_logps is None  # a plain row: scored by the named sources instead
+    assert list(rep.dropped) == ["bad fuse_rejected_logps / fuse_mean_rejected_logps (equal-length lists of "
+                                 "finite log-probs, means < 0)"]
+
+
+def test_infifpo_trains_from_rows_that_bring_source_logps(embedded_model_dir, tmp_path):
+    import json
+
+    from tests.trainer_helpers import make_tiny_model
+    from trainers.loop import train
+
+    model = make_tiny_model(embedded_model_dir, tmp_path / "tiny")
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}.",
+             "fuse_chosen_logps": [-40.0, -50.0], "fuse_mean_chosen_logps": [-8.0, -10.0],
+             "fuse_rejected_logps": [-45.0, -40.0], "fuse_mean_rejected_logps": [-9.0, -8.0]} for i in range(4)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = train(base("infifpo", model=str(model), data=str(data), output_dir=str(tmp_path / "o"), max_steps=2,
+                     batch_size=2, max_length=64, warmup_ratio=0.0, objective={"fusion": "max_margin"}),
+                None, progress=False)
+    assert res.steps == 2 and math.isfinite(res.last_metrics["loss"]) and "margins" in res.last_metrics
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({k: r[k] for k in ("prompt", "chosen", "rejected")}) + "\n" for r in rows))
+    with pytest.raises(UsageError, match="name the source models"):
+        train(base("infifpo", model=str(model), data=str(plain), output_dir=str(tmp_path / "p")), None,
+              progress=False)

@@ -59,7 +59,7 @@ def test_recipe_stages_are_skipped_when_unchanged_and_resumed_after_a_failure(in
     ([{"kind": "fuse_sft", "name": "sft"}], "the name 'sft' is taken"),
     ([{"kind": "fuse_sft"}, {"kind": "fuse_sft"}], "the name 'fuse_sft' is taken"),
     ([{"kind": "fuse_po", "train": {"objective": {"base_los": "dpo"}}}], "Did you mean 'base_loss'"),
-    ([{"kind": "infifpo", "train": {}}], "sources: Field required"),
+    ([{"kind": "infifpo", "train": {"objective": {"fusion": "maxmargin"}}}], "fusion: Input should be 'mean' or"),
     ([{"kind": "fuse_sft", "trian": {}}], "trian"),
 ])
 def test_bad_stage_entries_are_clear_errors_before_any_stage(in_tmp, stages, message):

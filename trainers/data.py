@@ -52,6 +52,7 @@ class Example:
     weight: float = 1.0  # per-row weight (FuseRL); 1 for every other format
     prompt_messages: list[dict] | None = None  # the chat prompt, for scoring by other models
     texts: dict[str, str] | None = None  # kind -> response text, for scoring by other models
+    source_logps: dict[str, list[list[float]]] | None = None  # kind -> [[sum, n_tokens] per source], given
 
 
 @dataclass
@@ -188,6 +189,27 @@ def normalize(row: Any, fmt: str) -> tuple[list[dict], dict[str, str]]:
 GROUP_FORMATS = ("fuse_sft", "fuse_pref")
 
 
+def given_source_logps(row: Any) -> dict[str, list[list[float]]] | None:
+    """Source log-probs a preference row brings in InfiFPO's released format (README @ d770ebe):
+    `fuse_{chosen,rejected}_logps` (sums) and `fuse_mean_{chosen,rejected}_logps` (per-token
+    means), one entry per source; token counts are sum / mean. None when the row has none."""
+    if not isinstance(row, dict) or "fuse_chosen_logps" not in row:
+        return None
+    out = {}
+    for kind in ("chosen", "rejected"):
+        sums, means = row.get(f"fuse_{kind}_logps"), row.get(f"fuse_mean_{kind}_logps")
+        ok = (isinstance(sums, list) and isinstance(means, list) and len(sums) == len(means) > 0
+              and all(isinstance(v, (int, float)) and math.isfinite(v) for v in sums + means)
+              and all(m < 0 for m in means))
+        if not ok:
+            raise _Bad(f"bad fuse_{kind}_logps / fuse_mean_{kind}_logps (equal-length lists of finite log-probs, "
+                       "means < 0)")
+        out[kind] = [[float(t), float(t) / float(m)] for t, m in zip(sums, means)]
+    if len(out["chosen"]) != len(out["rejected"]):
+        raise _Bad("fuse_chosen_logps and fuse_rejected_logps name different numbers of sources")
+    return out
+
+
 def _check_weights(weights: list[float]) -> list[float]:
     """Per-prompt weights normalised to sum 1, or _Bad naming what is wrong with them."""
     if any(w is None or math.isnan(w) for w in weights):
@@ -246,6 +268,7 @@ def tokenize_rows(rows: list[Any], fmt: str, tokenizer, *, max_length: int, max_
     for i, row in enumerate(rows):
         try:
             units = _units(row, fmt, weigh)
+            given = given_source_logps(row) if fmt == "pref" else None
         except _Bad as e:
             report.drop(str(e), i)
             continue
@@ -269,7 +292,8 @@ def tokenize_rows(rows: list[Any], fmt: str, tokenizer, *, max_length: int, max_
                 ids_by_kind[kind] = ids
             # the row number, not a user id: ids key the reference cache and must be unique
             out.append(Example(id=str(i) if fmt not in GROUP_FORMATS else f"{i}.{j}", prompt_ids=list(prompt_ids),
-                               responses=ids_by_kind, weight=weight, prompt_messages=prompt, texts=responses))
+                               responses=ids_by_kind, weight=weight, prompt_messages=prompt, texts=responses,
+                               source_logps=given))
     report.kept = kept_rows  # rows; a group row gives several examples
     return out, report
 

@@ -291,7 +291,9 @@ def _precompute(run: _Run, examples: list[Example], pad_id: int, store,
     and reported), then reference log-probs of what is left."""
     needs = run.objective.needs(run.hp)
     signals = _Signals()
-    if SOURCE_LOGPS in needs:
+    if SOURCE_LOGPS in needs and not run.hp.sources:
+        signals.sources = _given_sources(examples)
+    elif SOURCE_LOGPS in needs:
         from trainers.reference import source_logps
 
         def score():
@@ -318,6 +320,18 @@ def _precompute(run: _Run, examples: list[Example], pad_id: int, store,
     if run.objective.batch_extras is not None:
         signals.extras = run.objective.batch_extras(run.hp, examples, store)
     return signals, examples
+
+
+def _given_sources(examples: list[Example]) -> dict[str, dict[str, list[list[float]]]]:
+    """Source log-probs the rows bring (InfiFPO's format); every row must, with one source count."""
+    missing = [ex.id for ex in examples if ex.source_logps is None]
+    if missing:
+        raise UsageError(f"{len(missing)} rows (first: row {missing[0]}) have no fuse_chosen_logps / "
+                         "fuse_rejected_logps; name the source models (objective: {sources: [...]}) to score them")
+    counts = {len(ex.source_logps["chosen"]) for ex in examples}
+    if len(counts) > 1:
+        raise UsageError(f"rows name different numbers of sources ({sorted(counts)}); every row needs the same")
+    return {ex.id: ex.source_logps for ex in examples}
 
 
 def _reference(run: _Run, examples: list[Example], pad_id: int, store, signals: _Signals) -> None:

@@ -111,7 +111,8 @@ class FusePOParams(_Weighted):
 
 
 class InfiFPOParams(Params):
-    sources: list[str] = Field(description="source models whose log-probs are fused into the reference")
+    sources: list[str] = Field(default_factory=list, description="source models whose log-probs are fused into "
+                               "the reference; empty: the rows bring them (fuse_*_logps, InfiFPO's format)")
     beta: float = Field(2.5, gt=0, description="InfiFPO run.sh with USE_LN=True (0.1 without)")
     ref_offset: float = Field(5.0, gt=0, description="InfiFPO run.sh with USE_LN=True (300 without); our "
                                                      "reading: the half-width of the clip band around the pivot")
