@@ -81,3 +81,56 @@ def test_collate_targets_places_response_targets_on_the_predicting_positions():
     assert t["teacher_logprobs"].shape == (2, 1, 4, 3)
     assert t["teacher_mask"][0, 0].tolist() == [1, 1, 0, 0] and t["teacher_mask"][1, 0].tolist() == [1, 1, 1, 1]
     assert torch.isfinite(t["teacher_logprobs"]).all()
+
+
+class _Tok:
+    """The two methods of a transformers tokenizer that vocab_texts uses."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def __len__(self):
+        return len(self.pieces)
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.pieces[i] for i in ids]
+
+
+def _teacher(tmp_path, name, rows):
+    from harness.textscore import TextScore
+    from trainers.distill.teacher import TeacherFile, TeacherKey, _write_shard
+
+    key = TeacherKey(source=name, fingerprint=name, template_hash=None, data_hash="d", top_k=2, plain=False)
+    scores = [TextScore(id=rid, token_ids=t, logprobs=[-1.0] * len(t), top_ids=ids, top_logprobs=lps)
+              for rid, t, ids, lps in rows]
+    _write_shard(tmp_path / name / "shard-00000", key, 0, len(rows), scores, 2)
+    return TeacherFile(tmp_path / name)
+
+
+def test_fused_targets_align_a_cross_tokenizer_source_and_pick_by_min_ce(tmp_path):
+    from trainers.distill import align as A
+    from trainers.distill import targets as TG
+
+    bl = [*A._BYTE_CHARS.values()]
+    piv_pieces = bl + ["ĠThe", "Ġweather", "Ġis", "Ġwea"]  # ids 256..259
+    src_pieces = ["<unk>", "▁The", "▁weat", "her", "▁is", "▁wea", "▁a", "▁b", "▁c"]
+    piv_texts = A.vocab_texts(_Tok(piv_pieces))
+    lp = [[-0.1, -2.5]] * 3
+    pivot = _teacher(tmp_path, "pivot", [("0", [256, 258, 257], [[256, 259], [258, 256], [257, 259]], lp)])
+    # the source is better (lower CE), splits " weather" into " weat|her"
+    src_rows = [("0", [1, 4, 2, 3], [[1, 5], [4, 1], [2, 5], [3, 1]], [[-0.2, -1.9]] * 4)]
+    source = _teacher(tmp_path, "src", src_rows)
+    source._shards[0]["ce"] = np.array([0.5])  # pivot CE 1.0 from its log-probs
+    for how in ("mined", "exact", "statistics"):
+        sig = TG.cross_source("src", source, _Tok(src_pieces), piv_texts, ["0"], vocab_align=how, pivot=pivot)
+        assert sig.vocab_map[1] == 256 and sig.vocab_map[4] == 258
+        stats = TG.AlignStats()
+        ids, probs = TG.fused_targets("0", [256, 258, 257], pivot, [sig], piv_texts, stats=stats)
+        # " The" and " is" align 1-1 and take the source's re-indexed top-2; " weather" is one-hot
+        assert ids[0].tolist() == [256, 259] and ids[1].tolist() == [258, 256]
+        assert ids[2].tolist() == [257, -1] and probs[2].tolist() == [1.0, 0.0]
+        assert stats.per_source["src"] == [2, 3]
+    # same tokenizer as the pivot with identical tokens: used without alignment
+    same = TG.SourceSignal("same", pivot, True)
+    ids, _ = TG.fused_targets("0", [256, 258], pivot, [same], piv_texts)
+    assert ids.tolist() == [[256, 259], [258, 256]]

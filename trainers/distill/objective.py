@@ -120,8 +120,9 @@ def _signals(manifest: TeacherManifest, hp, store, pivot_texts: list[str] | None
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(resolve_model(e.model, store).path)
-        out.append(TG.cross_source(e.name, tf, tok, pivot_texts, tf.ids(),
-                                   soft=manifest.vocab_align == "mined", cache_dir=Path(manifest.map_cache)))
+        out.append(TG.cross_source(e.name, tf, tok, pivot_texts, tf.ids(), vocab_align=manifest.vocab_align,
+                                   pivot=TeacherFile(Path(manifest.pivot.directory)),
+                                   cache_dir=Path(manifest.map_cache)))
     return out
 
 

@@ -54,8 +54,9 @@ class TeacherRecipe(_Strict):
     top_k: int = Field(10, ge=1, description="FuseLLM forward_for_logits.py --top_k_logits 10")
     shard_rows: int = Field(64, ge=1)
     backend: str = "auto"
-    vocab_align: Literal["mined", "exact"] = Field("mined", description=(
-        "mined: FuseLLM --vocab_align_type soft (the README setting); exact: hard"))
+    vocab_align: Literal["mined", "exact", "statistics"] = Field("mined", description=(
+        "mined: FuseLLM --vocab_align_type soft (the README setting); exact: hard; "
+        "statistics: FuseChat's co-alignment map (align_token_and_vocab.py --align_type default)"))
     coverage_warning: float = Field(0.5, ge=0, le=1, description="warn below this share of one-to-one positions")
     output_dir: str
 
@@ -163,10 +164,10 @@ def run_teacher(recipe: TeacherRecipe, base: Path, store) -> tuple[TeacherManife
         same = A.texts_hash(texts) == A.texts_hash(pivot_texts)
         entry = _entry(src.name, src.model, rep, model, same)
         if not same:
-            sig = TG.cross_source(src.name, TeacherFile(Path(rep.directory)), tok, pivot_texts, ids,
-                                  soft=recipe.vocab_align == "mined", cache_dir=out / "maps")
-            stats = TG.AlignStats()
             pivot_file = TeacherFile(Path(prep.directory))
+            sig = TG.cross_source(src.name, TeacherFile(Path(rep.directory)), tok, pivot_texts, ids,
+                                  vocab_align=recipe.vocab_align, pivot=pivot_file, cache_dir=out / "maps")
+            stats = TG.AlignStats()
             for rid in ids:
                 TG.fused_targets(rid, pivot_file.row(rid).token_ids.tolist(), pivot_file, [sig], pivot_texts,
                                  stats=stats)

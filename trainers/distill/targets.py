@@ -35,7 +35,7 @@ class SourceSignal:
     same_tokenizer: bool
     texts: list[str] | None = None  # decoded vocabulary (cross-tokenizer only)
     vocab_map: dict[int, int] = field(default_factory=dict)  # source id -> pivot id (cross only)
-    soft: bool = True  # MinED (FuseLLM's README setting) vs exact match
+    soft: bool = True  # match through vocab_map (MinED / statistics) or exact text only
 
 
 def occurring_ids(teacher: TeacherFile, row_ids: list[str]) -> set[int]:
@@ -49,13 +49,27 @@ def occurring_ids(teacher: TeacherFile, row_ids: list[str]) -> set[int]:
 
 
 def cross_source(name: str, teacher: TeacherFile, source_tokenizer, pivot_texts: list[str], row_ids: list[str], *,
-                 soft: bool = True, cache_dir: Path | None = None) -> SourceSignal:
-    """Build the vocabulary map of a cross-tokenizer source for the ids that occur (cached)."""
+                 vocab_align: str = "mined", pivot: TeacherFile | None = None,
+                 cache_dir: Path | None = None) -> SourceSignal:
+    """Build the vocabulary map of a cross-tokenizer source for the ids that occur (cached).
+    mined: FuseLLM MinED (soft); exact: FuseLLM hard; statistics: FuseChat's co-alignment map over
+    these rows (needs the pivot's teacher file), exact matches first, MinED for ids never co-aligned."""
     texts = A.vocab_texts(source_tokenizer)
     ids = occurring_ids(teacher, row_ids)
-    mapping = (A.mined_map(ids, texts, pivot_texts, cache_dir=cache_dir) if soft
-               else {i: j for i, j in A.exact_map(texts, pivot_texts).items() if i in ids})
-    return SourceSignal(name, teacher, False, texts, mapping, soft)
+    if vocab_align == "exact":
+        return SourceSignal(name, teacher, False, texts,
+                            {i: j for i, j in A.exact_map(texts, pivot_texts).items() if i in ids}, False)
+    mapping = A.mined_map(ids, texts, pivot_texts, cache_dir=cache_dir)
+    if vocab_align == "statistics":
+        if pivot is None:
+            raise ValueError("vocab_align 'statistics' needs the pivot's teacher file")
+        rows = [(pivot.row(r).token_ids.tolist(), teacher.row(r).token_ids.tolist()) for r in row_ids]
+        exact = A.exact_map(texts, pivot_texts)
+        stats = A.statistics_map(A.co_alignment_counts(rows, texts, pivot_texts), texts, pivot_texts)
+        mapping = {**mapping, **{i: j for i, j in stats.items() if i not in exact}}
+    elif vocab_align != "mined":
+        raise ValueError(f"unknown vocab_align {vocab_align!r}; expected mined, exact or statistics")
+    return SourceSignal(name, teacher, False, texts, mapping, True)
 
 
 @dataclass
