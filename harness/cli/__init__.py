@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 
+from harness.cli._common import err_console
+from harness.cli._console import configure_logging
 from harness.errors import HarnessError
 
 COMMANDS = ["run", "score", "models", "runs", "aggregate", "gate", "compare", "leaderboard", "fuse", "train", "pipeline", "merge", "score_text"]
@@ -46,37 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbosity: int) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    level = logging.WARNING - 10 * min(verbosity + 1, 2)  # default INFO for our own messages
-    logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False,
-                                                  rich_tracebacks=False)])  # stdout stays data
-    logging.getLogger("harness").setLevel(level)
-    logging.getLogger("trainers").setLevel(level)
-    logging.getLogger("leaderboards").setLevel(level)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "unsafe_sandbox", False):
         os.environ["HARNESS_UNSAFE_SANDBOX"] = "1"  # read by harness.sandbox.core (UNSAFE_ENV)
-    _configure_logging(getattr(args, "verbose", 0))
+    configure_logging(getattr(args, "verbose", 0))
     try:
         return int(args.func(args) or 0)
     except HarnessError as e:
-        from rich.console import Console
         from rich.markup import escape
 
         # escaped: messages quote user input and model names, which may contain [brackets]
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return e.exit_code
     except KeyboardInterrupt:
-        print("\ninterrupted: finished generations are saved; run the same command again to resume.",
-              file=sys.stderr)
+        err_console.print("\ninterrupted: finished generations are saved; run the same command again to resume.",
+                          highlight=False)
         return 130
 
 
