@@ -46,13 +46,16 @@ def test_ours_164_canonical(enabled, problems):
     assert sum(v["outcome"] == "passed" for v in res.values()) == 164
 
 
-def test_ours_164_canonical_recording_included(enabled, problems):
-    """The same, each round starting from an empty record cache (a one-off scoring run)."""
+def test_ours_164_canonical_recording_included(enabled, problems, tmp_path, monkeypatch):
+    """The same, each round starting from empty record caches (memory and disk): the first
+    scoring run on a machine."""
     items, refs = _items(problems)
     check_programs(items[:4], references=refs)
+    rounds = iter(range(100))
 
     def cold():
         code._records.clear()
+        monkeypatch.setenv(code.CACHE_ENV, str(tmp_path / str(next(rounds))))
         return check_programs(items, workers=default_workers(), references=refs)
 
     res = enabled.pedantic(cold, rounds=3, iterations=1)

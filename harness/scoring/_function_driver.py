@@ -6,9 +6,9 @@ codec (plain_dumps, plain_loads). No model code ever runs in this process: it ex
 the benchmark's reference program and test code, and the values the model's function returned,
 decoded into fresh builtin objects.
 
-JOB["step"] == "record": run the test against the reference solution through a recording proxy;
-  emit {"calls": [[args_key, output_or_None], ...], "passed": bool, "error": str|None}, the
-  distinct calls in first-call order.
+JOB["step"] == "record": for each of JOB["tests"], run the test against the reference solution
+  through a recording proxy; emit {"id", "split", "calls": [[args_key, output_or_None], ...],
+  "passed": bool, "error": str|None}, the distinct calls in first-call order.
 JOB["step"] == "replay": run the test again with a proxy that answers each call with the value
   the candidate returned for the same arguments (JOB["answers"]: args_key -> {ok, out | status,
   error}); emit {"status", "error", "where"}: the verdict, or {"need": args_key} when the test
@@ -75,6 +75,13 @@ def _run_test(job, proxy):
 
 
 def record(job):
+    """Several tests per process (trusted code only; each in fresh namespaces, with its own
+    timer): one data event per test, tagged with its id."""
+    for t in job["tests"]:
+        emit(event="data", id=t["id"], **record_one(t))  # noqa: F821
+
+
+def record_one(job):
     ref = {"__name__": "__reference__"}
     calls, order = {}, []
     error = None
@@ -105,13 +112,11 @@ def record(job):
         disarm()  # noqa: F821
     except SplitImpossible as e:
         disarm()  # noqa: F821
-        emit(event="data", split=False, error=str(e))  # noqa: F821
-        return
+        return {"split": False, "error": str(e)}
     except BaseException as e:  # noqa: B036 - the reference failing its own test is recorded
         disarm()  # noqa: F821
         error = describe(e)  # noqa: F821
-    emit(event="data", split=True, calls=[[k, calls[k]] for k in order], passed=error is None,  # noqa: F821
-         error=error)
+    return {"split": True, "calls": [[k, calls[k]] for k in order], "passed": error is None, "error": error}
 
 
 def replay(job):

@@ -15,7 +15,7 @@ reference as `__reference__`). Without a reference the inputs are found by repla
 `io_test()` writes a `test` from inputs and expected outputs (MBPP+/EvalPlus style).
 
 How a verdict is decided, and why a program cannot forge it:
-1. record (trusted, once per test, cached in this process): the reference runs the test through
+1. record (trusted, once per test, cached in this process and on disk): the reference runs the test through
    a recording proxy, in the sandbox; this yields the distinct calls (arguments as plain
    values, harness/sandbox/plain.py) and the reference's result for each.
 2. run (untrusted): the model's program is defined and its function is called on those
@@ -40,8 +40,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import logging
+import os
 import threading
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -54,9 +55,13 @@ log = logging.getLogger(__name__)
 
 DRIVER = (Path(__file__).parent / "_function_driver.py").read_text(encoding="utf-8")
 DRIVER_VERSION = hashlib.sha256(DRIVER.encode()).hexdigest()[:12]
-MAX_ROUNDS = 8  # replays that may each discover new calls (tests without a reference)
+MAX_ROUNDS = 16  # replays that may each discover a new call (tests without a reference)
 MAX_OUTPUT_CHARS = 1 << 20  # one encoded result
 RECORD_TIMEOUT_S = 30.0
+RECORD_BATCH = 16
+# Recordings are also kept on disk (keyed by a hash of the driver, test and reference), so a new
+# process does not record again. Programs cannot write there: HOME is hidden and read-only.
+CACHE_ENV = "HARNESS_CODE_RECORDS"
 
 
 class FunctionTest(BaseModel):
@@ -146,31 +151,80 @@ def check_functions(cases: Iterable[tuple[Hashable, str | None, FunctionTest]], 
 
 
 # ---- step 1: record -----------------------------------------------------------------------
+def _cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fuse-harness" / "code-records")
+
+
+def _load_cached(key: str) -> _Record | None:
+    try:
+        return _Record.model_validate_json((_cache_dir() / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _save_cached(key: str, rec: _Record) -> None:
+    """Only complete recordings (the reference passed, or the test cannot be split): a timeout
+    on a busy machine must not be remembered."""
+    if rec.split and not rec.passed:
+        return
+    try:
+        d = _cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(rec.model_dump_json(), encoding="utf-8")
+        os.replace(tmp, d / f"{key}.json")
+    except OSError as e:
+        log.debug("code scorer: cannot cache a recording in %s (%s)", _cache_dir(), e)
+
+
 def _ensure_records(tests: dict[str, FunctionTest], timeout_s: float, workers: int | None) -> dict[str, _Record]:
     with _records_lock:
+        for k in tests:
+            if k not in _records and (cached := _load_cached(k)) is not None:
+                _records[k] = cached
         missing = [t for k, t in tests.items() if k not in _records]
-    jobs = [Job(mode="trusted", code=DRIVER, tag=t, limits=Limits(wall_s=RECORD_TIMEOUT_S + 5, per_test_s=RECORD_TIMEOUT_S),
-                data={"step": "record", "entry_point": t.entry_point, "test": t.test, "reference": t.reference})
-            for t in missing if t.reference is not None]
-    found = {t.key: _Record(split=True, passed=False, error="no reference") for t in missing if t.reference is None}
-    for t in missing:
-        if t.reference is None:
-            found[t.key].calls = [(k, None) for k in _literal_calls(t)]
-    for r in run_many(jobs, workers=workers):
-        rec = _record_from(r)
+    found = {t.key: _Record(split=True, passed=False, error="no reference", calls=[(k, None) for k in _literal_calls(t)])
+             for t in missing if t.reference is None}
+    for t, rec in _record(t for t in missing if t.reference is not None):
         if not rec.passed:
             log.warning("code scorer: the reference of %s fails its own test (%s); its programs are judged by "
-                        "replaying the test", r.tag.entry_point, rec.error)
-        found[r.tag.key] = rec
+                        "replaying the test", t.entry_point, rec.error)
+        found[t.key] = rec
+        _save_cached(t.key, rec)
     with _records_lock:
-        _records.update(found)
-        return {k: _records[k] for k in tests}
+        _records.update({k: v for k, v in found.items() if not (v.error or "").startswith("recording failed")})
+        return {k: _records.get(k) or found[k] for k in tests}
 
 
-def _record_from(r: RunResult) -> _Record:
-    if not r.data:
-        return _Record(split=True, passed=False, error=f"recording failed: {r.status}: {r.error}")
-    d = r.data[-1]
+def _record(tests: Iterable[FunctionTest]) -> Iterator[tuple[FunctionTest, _Record]]:
+    """Recordings, RECORD_BATCH tests per sandbox process (trusted code: a process each would
+    double the cost of a first run); a batch that dies is recorded one test per process."""
+    tests = list(tests)
+    batches = [tests[i:i + RECORD_BATCH] for i in range(0, len(tests), RECORD_BATCH)]
+    for attempt in range(2):
+        jobs = [Job(mode="trusted", code=DRIVER, tag=b,
+                    limits=Limits(wall_s=RECORD_TIMEOUT_S * len(b) + 5, per_test_s=RECORD_TIMEOUT_S),
+                    data={"step": "record", "tests": [{"id": i, "entry_point": t.entry_point, "test": t.test,
+                                                       "reference": t.reference} for i, t in enumerate(b)]})
+                for b in batches]
+        retry = []
+        for r in run_many(jobs):
+            by_id = {d.get("id"): d for d in r.data}
+            for i, t in enumerate(r.tag):
+                if i in by_id:
+                    yield t, _record_from(by_id[i])
+                elif attempt == 0:
+                    retry.append([t])
+                else:
+                    # Judged by replay from the test's literal calls; not remembered (a busy machine).
+                    yield t, _Record(split=True, passed=False, error=f"recording failed: {r.status}: {r.error}",
+                                     calls=[(k, None) for k in _literal_calls(t)])
+        batches = retry
+        if not batches:
+            return
+
+
+def _record_from(d: dict) -> _Record:
     if not d.get("split"):
         return _Record(split=False, error=d.get("error"))
     return _Record(split=True, calls=[(k, v) for k, v in d.get("calls", [])], passed=bool(d.get("passed")),
