@@ -88,6 +88,44 @@ def test_optional_benchmark_without_local_data_is_skipped_at_once_when_offline(o
     assert "Looked in" in str(e.value) and "HF_HUB_OFFLINE" in str(e.value)
 
 
+# ---- the run log: fd-level capture --------------------------------------------------------------
+CAPTURE = """
+import logging, os, subprocess, sys
+from pathlib import Path
+from harness.cli._common import console
+from harness.cli._console import configure_logging, run_log
+verbosity = int(sys.argv[2])
+configure_logging(verbosity)
+with run_log(Path(sys.argv[1]), verbosity):
+    os.write(1, b"C-level stdout\\n")
+    os.write(2, b"C-level stderr\\n")
+    subprocess.run([sys.executable, "-c", "import sys; print('child out'); print('child err', file=sys.stderr)"])
+    logging.getLogger("vllm.engine").info("engine info line")
+    logging.getLogger("harness.runner").info("harness progress line")
+    console.print("table row")
+console.print("after the run")
+"""
+
+
+@pytest.mark.parametrize("verbosity", [0, 1])
+def test_run_log_takes_engine_output_from_every_fd_and_child_process(tmp_path, verbosity):
+    import subprocess
+    import sys
+
+    log = tmp_path / "run.log"
+    proc = subprocess.run([sys.executable, "-c", CAPTURE, str(log), str(verbosity)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    shown = proc.stdout + proc.stderr
+    engine = ("C-level stdout", "C-level stderr", "child out", "child err", "engine info line")
+    assert "harness progress line" in proc.stderr and "table row" in proc.stdout and "after the run" in proc.stdout
+    if verbosity == 0:  # quiet: the engine's output is in the log only, with our own lines for context
+        assert not [e for e in engine if e in shown]
+        assert all(e in log.read_text() for e in (*engine, "harness progress line"))
+    else:  # -v: nothing captured, everything on the console
+        assert all(e in shown for e in engine) and not log.exists()
+
+
 # ---- end to end: the demo path on the real engine -------------------------------------------------
 @requires_vllm
 @pytest.mark.e2e
