@@ -336,7 +336,9 @@ def test_score_cli_rejudges_saved_completions(tmp_path, data_dir, embedded_model
     assert main(common) == 2
     assert "--judge" in capsys.readouterr().err  # says how, and --judge is then accepted
     assert main([*common, "--judge", str(embedded_model_dir)]) == 0
-    m = _json.loads(capsys.readouterr().out)["metrics"]
+    summary = _json.loads(capsys.readouterr().out)
+    m = summary["metrics"]
+    assert summary["judge"]["comparable"] is False and summary["judge"]["backend_calls"] == 3
     assert m["judge_unparseable"]["value"] == 0 and m["argmax_fallback"]["value"] == 3
     assert m["win_rate"]["value"] is not None and made[0].generated == 3
     assert main([*common, "--judge", str(embedded_model_dir)]) == 0  # judgments come from the store

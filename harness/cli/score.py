@@ -111,6 +111,10 @@ def cmd_score(args) -> int:
         summary["metrics"] = bench.aggregate(passes[0][1])
     else:
         summary["passes"] = [{"sample": k, "items": len(s), "metrics": bench.aggregate(s)} for k, s in passes]
+    if judge is not None:  # who judged, comparability, what it cost (as results.json records it)
+        from harness.judges import judge_info
+
+        summary["judge"] = judge_info(judge, bench, judge.stats, summary.get("metrics") or {})
     if args.summary:
         print(json.dumps(summary, indent=2, default=str))
     else:
