@@ -87,10 +87,8 @@ def deserialize_inputs(task_id: str, inputs: list) -> list:
 
 # The oracle, run inside the trusted test (never in the model's process). `__reference__` is
 # the canonical solution (harness.scoring.code runs it as the FunctionTest reference).
+_PREAMBLE = "import copy\nimport math\nfrom math import inf, nan  # repr() of non-finite inputs\n"
 _ORACLE = '''
-import copy
-import math
-from math import inf, nan
 
 def _is_floats(x):
     if isinstance(x, float):
@@ -141,7 +139,7 @@ def check(candidate):
 def oracle_test(entry_point: str, inputs: list, atol: float) -> str:
     """A check(candidate) comparing the program with the canonical solution on `inputs` the
     way EvalPlus does (expected outputs come from the reference, as EvalPlus computes them)."""
-    return (f"_INPUTS = {[list(a) for a in inputs]!r}\n_ATOL = {float(atol)!r}\n_ENTRY = {entry_point!r}\n"
+    return (_PREAMBLE + f"_INPUTS = {[list(a) for a in inputs]!r}\n_ATOL = {float(atol)!r}\n_ENTRY = {entry_point!r}\n"
             f"_NOT_NONE = {entry_point in OUTPUT_NOT_NONE!r}\n" + _ORACLE)
 
 
