@@ -32,9 +32,14 @@ GOOD = "def add(x, y):\n    return x + y\n"
 _usable: dict[str, tuple[bool, str]] = {}
 
 
-@pytest.fixture(params=["bwrap", "unshare"])
+@pytest.fixture(params=["bwrap", "unshare", "unshare-per-program"])
 def mode(request, monkeypatch):
+    """bwrap and unshare with warm workers (root), and unshare with one sandbox per program
+    (the path a non-root user takes)."""
     m = request.param
+    if m == "unshare-per-program":
+        monkeypatch.setattr(core, "ZYGOTES", False)
+        m = "unshare"
     if m not in _usable:
         _usable[m] = core._probe(m)
     ok, why = _usable[m]
@@ -251,6 +256,7 @@ def test_output_flood_keeps_the_harness_small(mode):
         "import resource, sys\n"
         "from harness.sandbox import core\n"
         f"core._mode = {mode!r}\n"
+        f"core.ZYGOTES = {core.ZYGOTES!r}\n"
         "from harness.scoring.code import check_functions\n"
         "from tests.test_sandbox_hostile import ADD, GOOD, HOSTILE\n"
         "src = 'CANARY = {}\\n' + (HOSTILE / 'scorer_output_flood.py').read_text()\n"

@@ -59,6 +59,7 @@ NOBODY = 65534
 _BOOTSTRAP = "\n".join((Path(__file__).parent / name).read_text(encoding="utf-8")
                        for name in ("plain.py", "_bootstrap.py"))
 UNSAFE_ENV = "HARNESS_UNSAFE_SANDBOX"  # set by `harness --unsafe-sandbox`
+ZYGOTES = True  # warm workers when root; False: one sandbox per program (what a non-root user gets)
 # Paths whose contents other programs or host daemons share: each sandbox gets empty ones.
 _SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var/run")
 # Python flags: -I ignores PYTHON* variables and the user site, -B writes no .pyc files,
@@ -462,7 +463,7 @@ def run(job: Job) -> RunResult:
     job = replace(job, limits=job.limits.scaled(speed_factor()))
     mode = isolation_mode()
     try:
-        if mode in ("bwrap", "unshare") and os.getuid() == 0:  # zygotes switch each program to NOBODY
+        if ZYGOTES and mode in ("bwrap", "unshare") and os.getuid() == 0:  # zygotes switch programs to NOBODY
             return _zygotes().run(job)
         return _run(job, mode)
     except Exception as e:  # noqa: BLE001 - see the docstring
