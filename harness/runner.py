@@ -286,6 +286,7 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     store.create_run(run_id, spec.name, model.name, model.fingerprint, config)
     lazy = LazyBackend(lambda: make_backend(backend_name, model, {**_default_backend_options(backend_name, opts),
                                                                    **opts.backend_options}))
+    ctx.extra["text_scorer"] = (model, lazy)  # lm-eval log-likelihood tasks score texts on this engine
     stats = GenerationStats()
     # When the model also judges (offline smoke runs), its judge reuses this engine instead of
     # starting a second copy of the same weights: keep it open through scoring.
@@ -302,7 +303,7 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
             completions.update(generate_all(requests, model, store, lazy, stats, progress=opts.progress))
             link_run(store, run_id, model, requests, owner)
             requests = owned([(b, ex, b.next_requests(ex, completions)) for b, ex in pending], owner)
-        if not model_judges:
+        if not model_judges and not any(getattr(b, "scores_text", False) for b, _ in loaded):
             lazy.close()  # free the engine before a judge engine may start
         scored = score_benchmarks(loaded, completions, judge_for, pool, store, run_id)
         out_dir = opts.out or Path("results") / run_id

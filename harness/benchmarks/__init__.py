@@ -26,4 +26,6 @@ BENCHMARKS = Registry(
         "alignbench": "harness.benchmarks.alignbench:AlignBench",
         "mbpp-plus": "harness.benchmarks.mbpp_plus:MBPPPlus",
     },
+    # any lm-evaluation-harness task: lm-eval:<task> (harness/benchmarks/lm_eval_task.py)
+    prefixes={"lm-eval:": "harness.benchmarks.lm_eval_task:lm_eval_benchmark"},
 )

