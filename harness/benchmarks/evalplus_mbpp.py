@@ -8,6 +8,8 @@ Kept apart from mbpp_plus.py because it is data plumbing, not the benchmark's pr
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
 # tools/mbpp/fix_v011.py (issue evalplus#147): the 21 tasks v0.2.0 drops (399 -> 378).
@@ -126,8 +128,8 @@ def _matches(out, exp, atol):
     return exact
 
 def check(candidate):
-    for args in _INPUTS:
-        exp = __reference__(*copy.deepcopy(args))
+    for i, args in enumerate(_INPUTS):
+        exp = _EXPECTED[i] if _EXPECTED is not None else __reference__(*copy.deepcopy(args))
         out = candidate(*copy.deepcopy(args))
         if _NOT_NONE:
             assert (out is not None) == (exp is not None), args
@@ -136,11 +138,34 @@ def check(candidate):
 '''
 
 
-def oracle_test(entry_point: str, inputs: list, atol: float) -> str:
+def oracle_test(entry_point: str, inputs: list, atol: float, expected: list | None = None) -> str:
     """A check(candidate) comparing the program with the canonical solution on `inputs` the
-    way EvalPlus does (expected outputs come from the reference, as EvalPlus computes them)."""
+    way EvalPlus does. `expected`: the reference's outputs computed beforehand (EvalPlus's
+    get_groundtruth; expected_outputs()), else the test calls the reference per input."""
     return (_PREAMBLE + f"_INPUTS = {[list(a) for a in inputs]!r}\n_ATOL = {float(atol)!r}\n_ENTRY = {entry_point!r}\n"
-            f"_NOT_NONE = {entry_point in OUTPUT_NOT_NONE!r}\n" + _ORACLE)
+            f"_NOT_NONE = {entry_point in OUTPUT_NOT_NONE!r}\n_EXPECTED = {expected!r}\n" + _ORACLE)
+
+
+_expected_cache: dict[tuple[str, str], list | None] = {}
+
+
+def expected_outputs(reference: str, entry_point: str, inputs: list) -> list | None:
+    """The canonical solution's outputs, run in this process as EvalPlus's get_groundtruth does
+    (dataset code, trusted), so the sandboxed test runs the reference once instead of once per
+    check. None when an output's repr() does not read back as the same value (the test then
+    calls the reference itself). Cached per process."""
+    key = (reference, repr(inputs))
+    if key not in _expected_cache:
+        ns: dict[str, Any] = {}
+        exec(reference, ns)  # noqa: S102 - the dataset's canonical solution, as EvalPlus runs it
+        outs = [ns[entry_point](*copy.deepcopy(list(a))) for a in inputs]
+        text = repr(outs)
+        try:
+            same = repr(eval(text, {"inf": math.inf, "nan": math.nan})) == text  # noqa: S307 - our own repr
+        except Exception:  # noqa: BLE001 - objects without a literal repr
+            same = False
+        _expected_cache[key] = outs if same else None
+    return _expected_cache[key]
 
 
 def mbpp_assert_test(tests: list[str], setup: str = "") -> str:

@@ -21,8 +21,11 @@ Execution: harness.scoring.code (verdicts decided outside the model's process), 
 sample: the base inputs and the plus inputs, each compared with the canonical solution's
 outputs by EvalPlus's oracle (harness.benchmarks.evalplus_mbpp). EvalPlus's per-input time
 limits (max(0.1 s, 2 x the reference's time)) become one budget per run: `timeout_s`
-(base, 3 s) and `plus_timeout_s` (plus, 20 s), times the machine-speed factor; a solution
-that is correct but more than 2x slower than the reference can pass here and not upstream.
+(base, 3 s) and `plus_timeout_s` (plus, 60 s: a few plus sets take the reference itself
+tens of seconds), times the machine-speed factor; a solution that is correct but more than
+2x slower than the reference can pass here and not upstream. Expected outputs are computed
+once in the harness process from the canonical solution, as EvalPlus's get_groundtruth does
+(option `precompute_expected`).
 Metrics: `pass@1` = base tests and plus tests both passed (EvalPlus's "base + extra tests",
 the MBPP+ number), `pass@1_base` = base tests only; outcome counts; pass@k for n >= k.
 VERSION 1.
@@ -38,6 +41,7 @@ from harness.benchmarks.evalplus_mbpp import (
     REMOVED_IN_V020,
     URLS_REMOVED_IN_V011,
     deserialize_inputs,
+    expected_outputs,
     oracle_test,
 )
 from harness.data import DataSource, load_rows
@@ -57,8 +61,11 @@ class MBPPPlusOptions(BenchmarkOptions):
     version: Literal["v0.1.0", "v0.2.0"] = "v0.1.0"
     prefill: bool = True
     timeout_s: float = 3.0
-    plus_timeout_s: float = 20.0
+    plus_timeout_s: float = 60.0
     workers: int | None = None
+    # expected outputs computed once in the harness process (EvalPlus's ground truth), so the
+    # sandboxed test does not rerun the reference per check; false: the test calls it
+    precompute_expected: bool = True
 
 
 def program_from_reply(reply: str, entry_point: str | None, prefilled: bool = False) -> str | None:
@@ -104,8 +111,13 @@ class MBPPPlus(Benchmark):
         """(base, plus) tests of one task, the canonical solution as the trusted reference."""
         d = example.data
         ref = d["prompt"] + d["canonical_solution"]
-        return tuple(FunctionTest(entry_point=d["entry_point"], reference=ref, test=oracle_test(
-            d["entry_point"], deserialize_inputs(d["task_id"], d[k]), d["atol"])) for k in ("base_input", "plus_input"))
+        tests = []
+        for k in ("base_input", "plus_input"):
+            inputs = deserialize_inputs(d["task_id"], d[k])
+            expected = expected_outputs(ref, d["entry_point"], inputs) if self.opts.precompute_expected else None
+            tests.append(FunctionTest(entry_point=d["entry_point"], reference=ref,
+                                      test=oracle_test(d["entry_point"], inputs, d["atol"], expected)))
+        return tests[0], tests[1]
 
     def check(self, cases: list[tuple[Any, str | None, Example]]) -> dict[Any, dict[str, Any]]:
         """(key, program, example) -> {"base": verdict, "plus": verdict} (plus run only on a base pass)."""
