@@ -21,10 +21,10 @@ from leaderboards import build_leaderboard  # noqa: E402
 from leaderboards.render import write_site  # noqa: E402
 from leaderboards.spec import LeaderboardSpec  # noqa: E402
 from tests.test_gate_helpers import binary_items, make_run  # noqa: E402
-from trainers.merge import fuseai_sce, run_merge  # noqa: E402
 from trainers.merge.checks import check_base_present  # noqa: E402
-from trainers.merge.run import PROVENANCE_FILE, load_merge_config  # noqa: E402
-from trainers.merge.sce import _register_fuseai_method, counting_fallbacks  # noqa: E402
+from trainers.merge.config import load_merge_config  # noqa: E402
+from trainers.merge.run import PROVENANCE_FILE, run_merge  # noqa: E402
+from trainers.merge.sce import _register_fuseai_method, counting_fallbacks, fuseai_sce  # noqa: E402
 
 # Two task vectors over a zero base, worked by hand in the docstrings below.
 TAU_1 = [2.0, -2.0, 3.0, 0.0]

@@ -44,7 +44,7 @@ def cmd_merge(args) -> int:
     if importlib.util.find_spec("mergekit") is None:
         raise UsageError("`harness merge` needs mergekit (LGPL-3.0, an optional extra): "
                          "pip install 'fuse-harness[merge]'")
-    from trainers.merge import run_merge
+    from trainers.merge.run import run_merge
 
     name = args.name or Path(args.config).stem
     store = open_store(args)

@@ -1,7 +1,8 @@
-"""Parameter merging as a fusion stage (mergekit; SCE in two explicit semantics). See docs/fusion.md."""
+"""Parameter merging as a fusion stage: mergekit merges registered as candidates with every parent,
+SCE in two explicit semantics (docs/fusion.md "Parameter merging").
 
-from trainers.merge.run import MergeError, MergeProvenance, MergeResult, load_merge_config, run_merge
-from trainers.merge.sce import SCE_METHODS, fuseai_sce
-
-__all__ = ["MergeError", "MergeProvenance", "MergeResult", "SCE_METHODS", "fuseai_sce", "load_merge_config",
-           "run_merge"]
+Modules: `run` (run_merge: resolve, check, merge atomically, register), `sce` (the two SCE
+semantics and the fallback count; imports torch), `checks`, `config` (light), `stage` (the
+pipeline's `merge` stage kind; light), `bench`. Nothing is imported here so that the pipeline's
+recipe loading stays free of torch and mergekit.
+"""

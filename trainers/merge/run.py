@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness.errors import HarnessError, UsageError, did_you_mean
 from harness.models import directory_fingerprint, read_chat_template, resolve_model, template_hash
 from harness.store import ModelParent, ModelRecord
-from harness.yamlio import load_yaml_mapping
 from trainers.merge.checks import check_base_present, check_same_shapes
+from trainers.merge.config import load_merge_config, model_slots
 from trainers.merge.sce import SCE_METHODS, counting_fallbacks
 
 log = logging.getLogger(__name__)
@@ -61,33 +61,13 @@ class MergeResult(BaseModel):
     provenance: MergeProvenance
 
 
-def load_merge_config(path: str | Path) -> dict[str, Any]:
-    return load_yaml_mapping(path, "merge config", hint="see trainers/recipes/merge_*.yaml")
-
-
-def _model_slots(cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
-    """(role, mapping, key) for every model reference written as a string in a mergekit config:
-    `base_model`, `models[*].model` and `slices[*].sources[*].model`."""
-    slots: list[tuple[str, dict[str, Any], str]] = []
-    if isinstance(cfg.get("base_model"), str):
-        slots.append(("base", cfg, "base_model"))
-    for m in cfg.get("models") or []:
-        if isinstance(m, dict) and isinstance(m.get("model"), str):
-            slots.append(("merged", m, "model"))
-    for sl in cfg.get("slices") or []:
-        for src in (sl or {}).get("sources") or []:
-            if isinstance(src, dict) and isinstance(src.get("model"), str):
-                slots.append(("merged", src, "model"))
-    return slots
-
-
 def resolve_models(cfg: dict[str, Any], store) -> tuple[dict[str, Any], dict[str, str], list[ModelParent]]:
     """A copy of `cfg` with store names and aliases replaced by local directories, the mapping
     name -> directory, and the lineage (the base first, then each merged model once)."""
     cfg = copy.deepcopy(cfg)
     dirs: dict[str, str] = {}
     parents: list[ModelParent] = []
-    for role, holder, key in _model_slots(cfg):
+    for role, holder, key in model_slots(cfg):
         spec = holder[key]
         if spec not in dirs:
             m = resolve_model(spec, store)
@@ -173,7 +153,7 @@ def _mergekit_merge(cfg: dict[str, Any], tmp: Path, options: dict[str, Any]):
         try:
             mergekit_run_merge(merge_config, str(tmp), merge_options)
         except (RuntimeError, ValueError, KeyError, OSError) as e:
-            names = ", ".join(sorted({v for _, h, k in _model_slots(cfg) for v in [h[k]]}))
+            names = ", ".join(sorted({h[k] for _, h, k in model_slots(cfg)}))
             raise MergeError(f"mergekit could not merge {names}: {type(e).__name__}: {e}") from e
     return count
 

@@ -136,3 +136,7 @@ def data_files_needed(stages: list[StageSpec]) -> set[str]:
     """The phase-1 files the `stages:` entries train on (so the data stage hashes them)."""
     return {DATA_FILES[OBJECTIVES[s.kind].row_format].removesuffix(".jsonl") for s in stages
             if isinstance(s, TrainStage) and s.kind in OBJECTIVES}
+
+
+# Stage kinds owned by other packages register themselves on import (light modules: no torch).
+import trainers.merge.stage  # noqa: E402,F401  (the `merge` kind)

@@ -1,0 +1,72 @@
+"""The pipeline's `merge` stage kind (trainers/merge/stage.py): recipe model names mapped to the
+models stages make, hashed and skipped like every stage, and a real merge from the stage body."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import UsageError
+from tests.test_pipeline import RECIPE, Recorder, names, pipeline, write
+from trainers.pipeline.config import load_pipeline
+from trainers.pipeline.run import Pipeline
+
+MERGE = {"kind": "merge", "name": "sce",
+         "config": {"merge_method": "sce_fuseai", "base_model": "target", "dtype": "float32",
+                    "models": [{"model": "unit-math"}, {"model": "fuse_sft"}, {"model": "sft"}],
+                    "parameters": {"select_topk": 1.0}}}
+FUSE_MERGE = {**RECIPE, "stages": [{"kind": "fuse_sft", "train": {"max_steps": 1}}, MERGE],
+              "gate": {"candidate": "sce"}}
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_merge_stage_maps_recipe_names_to_the_models_stages_make(in_tmp):
+    pipe = pipeline(in_tmp, FUSE_MERGE, Recorder())
+    stage = next(s for s in pipe.stages if s.name == "sce")
+    assert stage.deps == ["specialist:unit-math", "fuse_sft", "sft"]
+    cfg = stage.spec["config"]
+    assert cfg["base_model"] == "smollm2-135m-instruct"
+    assert [m["model"] for m in cfg["models"]] == ["unit-math", "unit-fuse_sft", "unit-sft"]
+    assert stage.spec["models"]() == {"smollm2-135m-instruct": "fp-smollm2-135m-instruct"}  # not stage-made
+    assert "eval:unit-sce" in [s.name for s in pipe.stages]
+    assert next(s for s in pipe.stages if s.name == "gate").deps == ["eval:unit-sce", "eval:smollm2-135m-instruct"]
+
+
+def test_merge_stage_is_skipped_when_unchanged_and_reruns_when_its_config_changes(in_tmp):
+    rec = Recorder()
+    pipeline(in_tmp, FUSE_MERGE, rec).run()
+    assert "sce" in names(rec)
+    rec.ran.clear()
+    pipeline(in_tmp, FUSE_MERGE, rec).run()
+    assert names(rec) == []
+    edited = {**FUSE_MERGE, "stages": [FUSE_MERGE["stages"][0],
+                                       {**MERGE, "config": {**MERGE["config"], "parameters": {"select_topk": 0.1}}}]}
+    pipeline(in_tmp, edited, rec).run()
+    assert names(rec) == ["sce", "eval:unit-sce", "leaderboard", "gate"]
+
+
+def test_merge_stage_needs_exactly_one_config(in_tmp):
+    with pytest.raises(UsageError, match="exactly one of `config:`"):
+        load_pipeline(write(in_tmp, {**RECIPE, "stages": [{"kind": "merge", "name": "m"}]}))
+
+
+def test_merge_stage_body_merges_and_registers_the_candidate(in_tmp):
+    pytest.importorskip("mergekit", reason="the `merge` extra (mergekit) is not installed")
+    from tests.test_merge import _perturbed, _save_tiny  # here: that module skips without mergekit
+
+    _save_tiny(in_tmp / "base")
+    _perturbed(in_tmp / "base", in_tmp / "a", 1, {"model.layers.0.mlp.up_proj.weight": 0.1})
+    stage_entry = {"kind": "merge", "name": "tiny", "options": {"copy_tokenizer": False},
+                   "config": {"merge_method": "sce", "base_model": str(in_tmp / "base"), "dtype": "float32",
+                              "models": [{"model": str(in_tmp / "a")}]}}
+    r, base = load_pipeline(write(in_tmp, {**RECIPE, "stages": [stage_entry]}))
+    pipe = Pipeline(r, base, str(in_tmp / "store.sqlite"), data_dir=str(in_tmp), progress=False)
+    stage = next(s for s in pipe.stages if s.name == "tiny")
+    assert stage.outputs() is None
+    stage.run(False)
+    assert stage.outputs() is not None
+    assert [p.parent for p in pipe.store.model_parents("unit-tiny")] == [str(in_tmp / "base"), str(in_tmp / "a")]
