@@ -36,6 +36,11 @@ def test_unknown_task_did_you_mean(data_dir):
         bench("lm-eval:ifevall", data_dir).load(limit=1)
 
 
+def test_unknown_option_did_you_mean(data_dir):
+    with pytest.raises(UsageError, match="Did you mean 'apply_chat_template'"):
+        bench("lm-eval:ifeval", data_dir, apply_chat_templat=True)
+
+
 def test_lm_eval_names_validate_in_suites():
     from harness.suites_config import load_suite
 

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
-from harness.benchmarks.base import Benchmark, Example
+from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example
 from harness.errors import DataNotFoundError, UsageError, did_you_mean
 from harness.models import cache_dir
 from harness.stats import mean_metric
@@ -214,19 +214,28 @@ def _lm_classes():
 
 
 # ---- the benchmark -------------------------------------------------------------------------
+class LMEvalOptions(BenchmarkOptions):
+    # None: chat for generative tasks, plain text for log-likelihood ones (lm-eval's defaults)
+    apply_chat_template: bool | None = None
+    fewshot_as_multiturn: bool = True  # lm-eval 0.4.13's simple_evaluate default
+    num_fewshot: int | None = None  # None: the task's own
+
+
 class LMEvalTask(Benchmark):
     name = "lm-eval:"
     task: ClassVar[str] = ""
     VERSION = "lm-eval-0.4.13"
     headline = "score"
     default_params = SamplingParams(temperature=0.0, max_tokens=32768)
+    Options = LMEvalOptions
     scores_text = True  # the runner keeps its engine open through score() for log-likelihood requests
 
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
         self._limit = limit
         self._task_dict = self._build_tasks()
         generative = {t.OUTPUT_TYPE == "generate_until" for t in _leaf_tasks(self._task_dict)}
-        self._chat = bool(self.options.get("apply_chat_template", generative == {True}))
+        chat = self.opts.apply_chat_template
+        self._chat = generative == {True} if chat is None else chat
         if self._chat and False in generative:
             raise UsageError(f"{self.name}: log-likelihood tasks with apply_chat_template: true are not supported "
                              "(text scoring appends EOS to chat responses); set options.apply_chat_template: false")
@@ -289,7 +298,7 @@ class LMEvalTask(Benchmark):
         return task_dict
 
     def _set_fewshot(self, task_dict) -> None:
-        n = self.options.get("num_fewshot")
+        n = self.opts.num_fewshot
         for t in _leaf_tasks(task_dict):
             if n is not None:
                 t.set_config(key="num_fewshot", value=int(n))
@@ -302,7 +311,7 @@ class LMEvalTask(Benchmark):
         np.random.seed(SEED)
         return evaluate(lm, self._task_dict, limit=self._limit, bootstrap_iters=0, log_samples=True,
                         apply_chat_template=self._chat,
-                        fewshot_as_multiturn=self._chat and bool(self.options.get("fewshot_as_multiturn", True)),
+                        fewshot_as_multiturn=self._chat and self.opts.fewshot_as_multiturn,
                         verbosity="WARNING")
 
     @staticmethod
