@@ -37,6 +37,9 @@ def teacher(embedded_model_dir, data_dir, tmp_path_factory):
     text = " ".join(out.stdout.split())  # rich wraps long lines
     assert "gemma (gemma3-270m): 12 rows" in text and "plain text (no chat template)" in text
     assert "cross-tokenizer" in text and "aligned one-to-one" in text
+    reports = [json.loads(f.read_text()) for f in (work / "teacher" / "teachers").glob("*/report.json")]
+    (work / "first_capture.json").write_text(json.dumps(reports, indent=1))  # docs/performance.md
+    assert all(r["bytes_per_token"] == 64 and r["shards_written"] == 3 for r in reports)
     again = harness_cli("fuse", "teacher", "--recipe", str(work / "recipe.yaml"), env=env, timeout=1800)
     assert "3 shards reused, 0 written" in " ".join(again.stdout.split())  # nothing recomputed
     return work, env
