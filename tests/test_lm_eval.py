@@ -205,3 +205,60 @@ def test_passthrough_resumes_after_sigkill(tmp_path, data_dir, embedded_model_di
     results = json.loads((tmp_path / "o2" / "results.json").read_text())
     assert results["timings"]["cached_requests"] >= kept
     assert results["benchmarks"]["lm-eval:ifeval"]["metrics"]["prompt_level_strict_acc"]["n"] == 16
+
+
+class _ScoringFake:
+    """FakeBackend plus a scripted `score` (a runner unit test: no model is loaded)."""
+
+    def __init__(self):
+        from tests.fakes import FakeBackend
+
+        self.gen = FakeBackend(respond=lambda r, i: "HELLO WORLD. THE END.")
+        self.scored = 0
+
+    def generate(self, requests, on_result=None):
+        return self.gen.generate(requests, on_result)
+
+    def score(self, requests, top_k=0, on_result=None):
+        from harness.textscore import TextScore
+
+        out = []
+        for i, r in enumerate(requests):  # choice "B" most likely, the others less
+            lp = -0.1 if r.response.strip() == "B" else -2.0
+            s = TextScore(id=r.id, token_ids=[7], logprobs=[lp], top_ids=[[7 if lp > -1 else 8]], top_logprobs=[[-0.1]])
+            self.scored += 1
+            on_result(i, s)
+            out.append(s)
+        return out
+
+    def close(self):
+        pass
+
+
+def test_runner_stores_lm_eval_items_and_a_rerun_is_cached(tmp_path, store, data_dir, monkeypatch):
+    import harness.backends as backends
+    from harness.models import ResolvedModel
+    from harness.runner import RunOptions, run_suite
+    from harness.suites_config import load_suite
+
+    made = []
+    monkeypatch.setattr(backends, "make_backend", lambda name, model, options=None: made.append(_ScoringFake())
+                        or made[-1])
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nbenchmarks:\n  - {name: 'lm-eval:ifeval', limit: 2}\n"
+                     "  - {name: 'lm-eval:mmlu_abstract_algebra', limit: 3}\n")
+    model = ResolvedModel(name="fake", kind="local", path="/nowhere", fingerprint="sha256:fake", template_hash="t")
+    res = run_suite(load_suite(str(suite)), model, store, RunOptions(data_dir=data_dir, out=tmp_path / "o"))
+    scores = store.get_scores(res["run_id"])
+    assert set(scores["lm-eval:ifeval"]) == {"ifeval/0", "ifeval/1"}
+    mmlu = scores["lm-eval:mmlu_abstract_algebra"]
+    golds = [json.loads(line) for line in (data_dir / "mmlu" / "test.jsonl").read_text().split("\n")
+             if line.strip() and json.loads(line)["subject"] == "abstract_algebra"][:3]
+    # lm-eval picks the most likely choice ("B") and compares it with the gold index itself
+    assert [mmlu[f"mmlu_abstract_algebra/{i}"]["score"] for i in range(3)] == [float(g["answer"] == 1) for g in golds]
+    assert res["benchmarks"]["lm-eval:ifeval"]["headline"] == "prompt_level_strict_acc"
+    assert made[0].scored == 12 and made[0].gen.generated == 2
+    again = run_suite(load_suite(str(suite)), model, store, RunOptions(data_dir=data_dir, out=tmp_path / "o2"))
+    assert len(made) == 1  # everything cached: no backend was built
+    assert again["benchmarks"]["lm-eval:mmlu_abstract_algebra"]["metrics"] == \
+        res["benchmarks"]["lm-eval:mmlu_abstract_algebra"]["metrics"]
