@@ -11,9 +11,17 @@ its small stable API, and the same script runs under `accelerate launch` / `deep
 
 What one optimizer step does: a micro-batch of B rows becomes one forward over K·B
 sequences (K response kinds, as the official `concatenated_forward`); summed response
-log-probs go to the loss in `trainers.losses`; reference log-probs come from the
-per-dataset cache (`trainers.reference`) unless `precompute_ref: false`, which runs the
-reference every step like the official code (kept for the throughput comparison).
+log-probs go to the objective's loss (`trainers.objectives`, over `trainers.losses`);
+reference log-probs come from the per-dataset cache (`trainers.reference`) unless
+`precompute_ref: false`, which runs the reference every step like the official code (kept
+for the throughput comparison).
+
+The parts, in order (`train`): `_setup` (accelerator, output dir, resume point), `_policy`,
+`_load_examples` (rows in the objective's format), `_precompute` (what the objective `needs`:
+source log-probs, reference log-probs), `_prepare_training` (model, optimizer, loader,
+schedule), `_train_steps` (with `_loss` per micro-batch: the forward and what the objective
+declared it takes, `_log_metrics`, `_save_checkpoint`) and `_save_and_register`. No part
+tests a method name: the objective's entry says what it needs.
 """
 
 from __future__ import annotations
