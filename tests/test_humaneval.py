@@ -150,6 +150,7 @@ def test_score_reports_outcomes_and_no_code(problems):
     # results.json says how the code ran and who decided (issue 18)
     assert prov["sandbox"]["isolation"] in ("bwrap", "unshare") and prov["sandbox"]["unsafe"] is False
     assert "outside" in prov["sandbox"]["verdicts"]
+    assert prov["sandbox"]["decided_by"] == {"harness": 3, "none": 1}  # the no-code reply ran nothing
 
 
 def test_n_samples_give_mean_pass1_and_pass_at_k(problems):

@@ -28,6 +28,7 @@ import ast
 import gzip
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,7 @@ class HumanEval(Benchmark):
             per = [results[(ex.id, i)] for i in range(len(c.texts))] if not c.error else []
             scores.append(item_score(ex.id, per, c))
         self._outcomes = [o for s in scores for o in s["outcomes"]]
+        self._decided_by = Counter(str(r.get("decided_by")) for r in results.values())
         return scores
 
     def aggregate(self, scores: list[dict]) -> dict[str, dict]:
@@ -194,7 +196,9 @@ class HumanEval(Benchmark):
 
         timeout = float(self.options.get("timeout_s", TIMEOUT_S))
         return {**super().provenance(), "sandbox": {**describe(), "timeout_s": timeout,
-                                                     "effective_timeout_s": round(timeout * speed_factor(), 2)},
+                                                     "effective_timeout_s": round(timeout * speed_factor(), 2),
+                                                     # samples by verdict path: "harness" (split) or "in-process"
+                                                     "decided_by": dict(getattr(self, "_decided_by", {}))},
                 "outcomes": outcome_counts(getattr(self, "_outcomes", []))}
 
 
