@@ -27,6 +27,7 @@ max tokens = min(task's max_gen_toks, the suite's max_tokens).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import random
@@ -40,7 +41,7 @@ import numpy as np
 import yaml
 
 from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example
-from harness.errors import DataNotFoundError, UsageError, did_you_mean
+from harness.errors import DataNotFoundError, UsageError
 from harness.models import cache_dir
 from harness.stats import mean_metric
 from harness.textscore import TextScoreRequest, score_with
@@ -283,7 +284,7 @@ class LMEvalTask(Benchmark):
         else:
             tm = TaskManager()
             if self.task not in tm.all_tasks:
-                raise did_you_mean("lm-eval task", self.task, tm.all_tasks)
+                raise _unknown_task(self.task, tm.all_tasks)
             names = [self.task]
         try:
             task_dict = get_task_dict(names, tm)
@@ -410,6 +411,14 @@ class LMEvalTask(Benchmark):
                 if isinstance(value, (int, float)) and not metric.endswith("_stderr") and metric != "sample_len":
                     out.setdefault(f"lm-eval {metric}", {"value": 100.0 * value, "n": len(scores), "filter": filt})
         return out
+
+
+def _unknown_task(task: str, known: list[str]) -> UsageError:
+    """Did-you-mean over lm-eval's task list (thousands of names: suggest, do not list them)."""
+    close = difflib.get_close_matches(task, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UsageError(f"unknown lm-eval task {task!r}.{hint} lm-eval has {len(known)} tasks and groups; "
+                      "`lm_eval ls tasks` lists them.")
 
 
 def _plain(v):
