@@ -139,4 +139,5 @@ def data_files_needed(stages: list[StageSpec]) -> set[str]:
 
 
 # Stage kinds owned by other packages register themselves on import (light modules: no torch).
+import trainers.distill.stage  # noqa: E402,F401  (the `teacher` kind)
 import trainers.merge.stage  # noqa: E402,F401  (the `merge` kind)
