@@ -111,3 +111,11 @@ def test_recipe_errors_name_the_key_and_the_fix(tmp_path):
     assert recipe.top_k == 10 and base == tmp_path
     reqs, dropped = requests_from_rows([{"prompt": "q", "response": "a"}, {"prompt": "q"}, "junk"])
     assert [r.id for r in reqs] == ["0"] and set(dropped) == {1, 2}
+
+
+def test_shipped_cpu_recipe_is_valid():
+    from trainers.distill.recipe import load_recipe
+
+    recipe, base = load_recipe(str(Path(__file__).resolve().parents[1] / "trainers/recipes/distill_cpu.yaml"))
+    assert recipe.sources[0].model == "gemma3-270m" and recipe.top_k == 10
+    assert (base / recipe.output_dir).resolve().parent.name == "distill-cpu"
