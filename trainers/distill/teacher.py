@@ -110,7 +110,9 @@ def _write_shard(d: Path, key: TeacherKey, start: int, stop: int, scores: list[T
         "top_ids": np.full((n, k), -1, dtype=np.int32),
         "top_logprobs": np.zeros((n, k), dtype=np.float16),
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "ce": np.asarray([-sum(s.logprobs) / max(1, len(s.logprobs)) for s in scores], dtype=np.float64),
+        # a row with no response tokens has no CE: +inf, so MinCE never picks it
+        "ce": np.asarray([-sum(s.logprobs) / len(s.logprobs) if s.logprobs else math.inf for s in scores],
+                         dtype=np.float64),
     }
     pos = 0
     for s in scores:
