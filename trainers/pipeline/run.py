@@ -49,6 +49,11 @@ class StageFailed(HarnessError):
     """A stage's command failed; everything it finished is kept and the next run resumes."""
 
 
+class StageSkipped(HarnessError):
+    """A `stages:` entry's prerequisites are missing (a model that no stage makes and that is not
+    available here): the entry is left out with this reason, the other families still run."""
+
+
 @dataclass
 class StageRecord:
     name: str
@@ -81,6 +86,25 @@ def _die_with_parent() -> None:
         pass
 
 
+def _unavailable(model: str, store) -> str | None:
+    """Why `model` (a `from:` / source that no stage makes) cannot be had here, or None. Only the
+    cheap checks: an alias whose package is not installed, a name that is no model anywhere."""
+    import importlib.util
+
+    from harness.models import ALIASES
+
+    if model in ALIASES:
+        pkg = ALIASES[model].package
+        return None if importlib.util.find_spec(pkg) else \
+            f"model {model!r} needs the package {pkg} (pip install {pkg.replace('_', '-')})"
+    if model.startswith("openai:") or Path(model).expanduser().is_dir() or model.count("/") == 1:
+        return None
+    if store is not None and store.get_model(model) is not None:
+        return None
+    return f"model {model!r} is not available: no stage makes it (was its stage skipped?) and it is no alias, " \
+           "store model or directory"
+
+
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -104,6 +128,7 @@ class Pipeline:
         self.outputs: dict[str, dict[str, str]] = {}
         self.evals: list[dict[str, Any]] = []  # {label, model, role, dir}
         self.candidates: list[tuple[str, str]] = []  # (producing stage, candidate name), in training order
+        self.skipped: dict[str, str] = {}  # `stages:` entry -> why it was left out (StageSkipped)
         self._build()
 
     # ---- what stage kinds build with (trainers/pipeline/stages.py) -----------------------------
@@ -123,6 +148,9 @@ class Pipeline:
             return produced[start], [start]
         if start in {s.name for s in self.recipe.specialists}:
             return start, [f"specialist:{start}"]
+        missing = _unavailable(start, self.store)
+        if missing:
+            raise StageSkipped(missing)
         return start, []
 
     def model_fp(self, model: str) -> str:
@@ -248,7 +276,13 @@ class Pipeline:
             self.add_candidate("preference", pref_name)
 
         for spec in r.stage_specs:  # the recipe's `stages:`, each built by its kind's registry entry
-            STAGE_KINDS[spec.kind].build(self, spec)
+            n_stages, n_candidates = len(self.stages), len(self.candidates)
+            try:
+                STAGE_KINDS[spec.kind].build(self, spec)
+            except StageSkipped as e:  # leave the whole entry out; the other families still run
+                del self.stages[n_stages:], self.candidates[n_candidates:]
+                self.skipped[spec.stage_name] = f"{spec.kind}: {e}"
+                log.warning("stage %s skipped: %s", spec.stage_name, e)
         candidates = self.candidates
 
         # Evaluation: each distinct model once (the target is often also a source).
@@ -278,13 +312,16 @@ class Pipeline:
             lb_dir = wd / "leaderboard"
             self._add(Stage(
                 name="leaderboard", deps=[*eval_stages, "data-target" if r.needs_target_samples else "data"],
-                spec={"leaderboard": r.leaderboard.model_dump(), "evals": [
+                spec={"leaderboard": r.leaderboard.model_dump(), "skipped": self.skipped, "evals": [
                     {k: str(v) for k, v in e.items()} for e in self.evals]},
                 run=lambda resume: self._run_leaderboard(lb_dir, stats_dir),
                 outputs=lambda: _files_hash(lb_dir / "index.html"),
                 describe="leaderboard: candidates vs target vs sources"))
-        if r.gate.enabled:
-            which = r.gate.candidate or candidates[-1][0]
+        gated = r.gate.candidate or (candidates[-1][0] if candidates else None)
+        if r.gate.enabled and gated in self.skipped:
+            self.skipped["gate"] = f"its candidate's stage {gated} was skipped"
+        elif r.gate.enabled:
+            which = gated
             cand = dict(candidates)[which]
             gate_file = wd / "gate" / "gate.json"
             self._add(Stage(
@@ -359,6 +396,7 @@ class Pipeline:
     def _run_leaderboard(self, out: Path, stats_dir: Path) -> None:
         from harness.suites_config import load_suite
         from leaderboards.build import build_leaderboard
+        from leaderboards.fusion_view import build_fusion_view, write_fusion_view
         from leaderboards.render import write_site
         from leaderboards.spec import LeaderboardSpec, ModelEntry
 
@@ -369,12 +407,21 @@ class Pipeline:
         spec = LeaderboardSpec(name=r.name, title=r.leaderboard.title or f"{r.name}: fusion pipeline",
                                suite=load_suite(suite_path(r, self.base)).name, benchmarks=r.evaluate.benchmarks,
                                models=entries,
-                               description=f"Written by `harness pipeline` from {self.workdir}.")
+                               description=f"Written by `harness pipeline` from {self.workdir}." + "".join(
+                                   f" Skipped {k}: {v}." for k, v in self.skipped.items()))
         stats = [stats_dir] if (stats_dir / "stats.json").is_file() else []
         lb = build_leaderboard(spec, self.store, fusion_stats=stats)
         write_site(lb, out, self.store)
+        wall = {name: self._stage_seconds(stage) for stage, name in self.candidates}
+        write_fusion_view(build_fusion_view(lb, self.store, alpha=r.gate.alpha, n_boot=r.gate.n_boot,
+                                            wall_s={k: v for k, v in wall.items() if v is not None},
+                                            skipped=self.skipped), out)
         for w in lb.warnings:
             log.warning("leaderboard: %s", w)
+
+    def _stage_seconds(self, stage: str) -> float | None:
+        path = self.status_dir / f"{slug(stage)}.json"
+        return json.loads(path.read_text()).get("seconds") if path.is_file() else None
 
     def _run_gate(self, baseline_dir: Path, candidate_dir: Path, gate_file: Path) -> None:
         from harness.gate import compare, load_run, to_json, to_markdown
@@ -442,6 +489,6 @@ class Pipeline:
         gate = self.workdir / "gate" / "gate.json"
         result.gate = json.loads(gate.read_text()) if gate.is_file() and not dry_run else None
         _write_json(self.workdir / "pipeline.json", {
-            "recipe": self.recipe.model_dump(), "stages": [s.__dict__ for s in result.stages],
+            "recipe": self.recipe.model_dump(), "stages": [s.__dict__ for s in result.stages], "skipped": self.skipped,
             "evals": [{k: str(v) for k, v in e.items()} for e in self.evals]})
         return result
