@@ -16,7 +16,7 @@ from leaderboards.fusion_view import build_fusion_view, family_of, write_fusion_
 from leaderboards.render import write_site
 from leaderboards.spec import LeaderboardSpec
 from tests.conftest import requires_chromium
-from tests.test_browser_leaderboard import CHROMIUM, FLAGS
+from tests.test_browser_leaderboard import CHROMIUM, FLAGS, _artefact
 from tests.test_gate_helpers import binary_items, make_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -135,6 +135,7 @@ def test_fusion_view_in_headless_chromium_at_1200px(board, store, tmp_path):
         assert page.evaluate("(() => { const t = document.querySelector('#fusion-view');"
                              " return t.scrollWidth <= t.parentElement.clientWidth; })()")
         page.screenshot(path=str(tmp_path / "fusion_view.png"), full_page=True)
+        _artefact(tmp_path / "fusion_view.png")
         page.locator("a[href='index.html']").click()
         page.wait_for_url("**/index.html")
         ctx.close()

@@ -211,6 +211,8 @@ class _Log:
     acc: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     tokens: int = 0
     t_last: float = field(default_factory=time.perf_counter)
+    total_tokens: int = 0  # non-padding tokens this process trained on (since a resume: not before it)
+    t_start: float = field(default_factory=time.perf_counter)
     first: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
 
@@ -477,7 +479,9 @@ def _loss(run: _Run, model, batch: dict, signals: _Signals, alpha: float, lg: _L
         for k, v in run.objective.metrics(lo).items():
             acc[k].append(v)
     acc["loss"].append(loss.item())
-    lg.tokens += int(batch["attention_mask"].sum().item())
+    n_tokens = int(batch["attention_mask"].sum().item())
+    lg.tokens += n_tokens
+    lg.total_tokens += n_tokens
     return loss
 
 
@@ -583,7 +587,8 @@ def _save_and_register(run: _Run, tr: _Training, policy, tokenizer, examples: li
     info = {"method": cfg.method, "config": cfg.model_dump(), "data": cfg.data, "data_hash": raw_hash,
             "tokenized_hash": tokenized_hash(examples), "data_report": report.to_dict(), "steps": steps,
             "parent_fingerprint": policy.fingerprint, "first_metrics": lg.first, "last_metrics": lg.last,
-            "ref_cache": signals.cache_file, **signals.info}
+            "ref_cache": signals.cache_file, "train_tokens": lg.total_tokens,
+            "train_seconds": round(time.perf_counter() - lg.t_start, 1), **signals.info}
     (out / "train_info.json").write_text(json.dumps(info, indent=2))
     if store is None:
         return None
