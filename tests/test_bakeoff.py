@@ -93,3 +93,31 @@ def test_trained_candidates_record_their_tokens_and_seconds(embedded_model_dir, 
     # 2 steps x batch 2 WRPO rows, each row's three responses with their prompt: at least 4 x 3 x 8 tokens
     assert 4 * 3 * 8 < info["train_tokens"] <= 2 * 2 * 3 * 128
     assert json.loads((res.output_dir / "train_info.json").read_text())["train_tokens"] == info["train_tokens"]
+
+
+def test_the_leaderboard_stage_writes_the_fusion_view_with_costs_and_skipped_stages(tmp_path, monkeypatch):
+    """The real leaderboard stage body on constructed runs (one per evaluated model, as
+    `harness run --out` writes them): fusion.html has every candidate that was built, the
+    stage's seconds as its wall time, and the skipped stages with their reasons."""
+    from tests.test_gate_helpers import binary_items, make_run
+
+    monkeypatch.setitem(ALIASES, "gemma3-270m", Alias(package="no_such_gemma_package", gguf_file="x.gguf",
+                                                       description="missing for the test", chat=False))
+    pipe = _pipe("bakeoff_tiny.yaml", tmp_path, Recorder())
+    for seed, e in enumerate({e["model"]: e for e in pipe.evals}.values()):
+        results = make_run(pipe.store, f"run-{seed}", e["model"], {"gsm8k": binary_items(3, 0.5, seed),
+                                                                   "mbpp-plus": binary_items(3, 0.5, seed + 50)})
+        e["dir"].mkdir(parents=True, exist_ok=True)
+        (e["dir"] / "results.json").write_text(json.dumps(results))
+        for bench, items in pipe.store.get_scores(f"run-{seed}").items():
+            (e["dir"] / f"{bench}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in items.values()))
+    pipe.status_dir.mkdir(parents=True)
+    (pipe.status_dir / "fuse_po.json").write_text(json.dumps({"key": "k", "seconds": 12.5}))
+    out = tmp_path / "work" / "leaderboard"
+    pipe._run_leaderboard(out, tmp_path / "work" / "data")
+    page = (out / "fusion.html").read_text()
+    assert page.count("<tr data-candidate=") == len(pipe.candidates) == 7
+    fuse_po = page.split('data-candidate="bakeoff-tiny-fuse_po"')[1].split("</tr>")[0]
+    assert 'data-sort="12.5"' in fuse_po
+    assert 'data-stage="distill"' in page and "no_such_gemma_package" in page
+    assert "Skipped distill: teacher: " in (out / "index.html").read_text()
