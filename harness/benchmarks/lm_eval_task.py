@@ -41,6 +41,7 @@ import numpy as np
 import yaml
 
 from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example
+from harness.data import file_revision
 from harness.errors import DataNotFoundError, UsageError
 from harness.models import cache_dir
 from harness.stats import mean_metric
@@ -253,7 +254,6 @@ class LMEvalTask(Benchmark):
             insts.sort(key=lambda x: x.idx)
             reqs = [{"type": i.request_type, "args": list(i.args), "repeats": i.repeats or 1} for i in insts]
             examples.append(Example(id=f"{sub}/{doc_id}", data={"requests": reqs}))
-        self.dataset_revision = "lm-eval " + self.VERSION.removeprefix("lm-eval-")
         return examples
 
     def _build_tasks(self):
@@ -281,11 +281,14 @@ class LMEvalTask(Benchmark):
                 (include / f"fh_{o.task}.yaml").write_text(yaml.safe_dump(cfg))
             tm = TaskManager(include_path=str(include))
             names = [f"fh_{o.task}" for o in overlays]
+            files = [Path(f) for o in overlays for f in o.dataset["dataset_kwargs"]["data_files"].values()]
+            self.dataset_revision = "local:" + stable_hash([file_revision(f) for f in files])[:16]
         else:
             tm = TaskManager()
             if self.task not in tm.all_tasks:
                 raise _unknown_task(self.task, tm.all_tasks)
             names = [self.task]
+            self.dataset_revision = "hub (as lm-eval " + self.VERSION.removeprefix("lm-eval-") + " configures it)"
         try:
             task_dict = get_task_dict(names, tm)
         except Exception as e:
