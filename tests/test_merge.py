@@ -24,7 +24,7 @@ from tests.test_gate_helpers import binary_items, make_run  # noqa: E402
 from trainers.merge.checks import check_base_present  # noqa: E402
 from trainers.merge.config import load_merge_config  # noqa: E402
 from trainers.merge.run import PROVENANCE_FILE, run_merge  # noqa: E402
-from trainers.merge.sce import _register_fuseai_method, counting_fallbacks, fuseai_sce  # noqa: E402
+from trainers.merge.sce import counting_fallbacks, fuseai_sce, register_fuseai_method  # noqa: E402
 
 # Two task vectors over a zero base, worked by hand in the docstrings below.
 TAU_1 = [2.0, -2.0, 3.0, 0.0]
@@ -227,7 +227,7 @@ def test_cli_merge_then_models_shows_lineage(tiny, tmp_path):
 
     root, _ = tiny
     cfg = tmp_path / "merge_tiny.yaml"
-    cfg.write_text(yaml.safe_dump(_cfg(root, "sce", 1.0)))
+    cfg.write_text(yaml.safe_dump(_cfg(root, "sce_fuseai", 1.0)))  # a fresh process must know sce_fuseai
     env = {**os.environ, "COLUMNS": "400"}
     harness = [sys.executable, "-m", "harness.cli", "--store", str(tmp_path / "s.sqlite")]
 
@@ -242,7 +242,7 @@ def test_cli_merge_then_models_shows_lineage(tiny, tmp_path):
     assert (tmp_path / "merges" / "merge_tiny" / "model.safetensors").exists()
     listing = run("models")
     assert f"{root / 'base'} (base)" in listing and f"{root / 'a'} (merged)" in listing
-    assert "merge: sce, " in listing and "tensors uniform" in listing
+    assert "merge: sce_fuseai, " in listing and "tensors uniform" in listing
 
 
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "trainers" / "recipes")
@@ -250,7 +250,7 @@ def test_cli_merge_then_models_shows_lineage(tiny, tmp_path):
 def test_shipped_merge_recipes_are_valid_mergekit_configs(recipe):
     from mergekit.config import MergeConfiguration
 
-    _register_fuseai_method()
+    register_fuseai_method()
     cfg = load_merge_config(recipe)
     MergeConfiguration.model_validate(cfg)
     check_base_present(cfg["merge_method"], cfg.get("base_model"))

@@ -25,7 +25,7 @@ from harness.models import directory_fingerprint, read_chat_template, resolve_mo
 from harness.store import ModelParent, ModelRecord
 from trainers.merge.checks import check_base_present, check_same_shapes
 from trainers.merge.config import load_merge_config, model_slots
-from trainers.merge.sce import SCE_METHODS, counting_fallbacks
+from trainers.merge.sce import SCE_METHODS, counting_fallbacks, register_fuseai_method
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ def run_merge(config: dict[str, Any] | str | Path, *, name: str, out_dir: str | 
 
     `config` is a mergekit config (a mapping or a YAML path); `options` are mergekit
     MergeOptions fields (lazy_unpickle, low_cpu_memory, out_shard_size, ...), passed through."""
+    register_fuseai_method()  # before any check: `merge_method: sce_fuseai` must be known to mergekit
     raw = load_merge_config(config) if isinstance(config, (str, Path)) else dict(config)
     cfg, dirs, parents = resolve_models(raw, store)
     _precheck(cfg, dirs, parents)

@@ -117,7 +117,7 @@ def mergekit_fell_back(task_vectors: torch.Tensor) -> bool:
     return abs(torch.sum(weights).item()) < MERGEKIT_FALLBACK_THRESHOLD
 
 
-def _register_fuseai_method() -> None:
+def register_fuseai_method() -> None:
     """Make `merge_method: sce_fuseai` valid in mergekit configs (idempotent)."""
     from mergekit.merge_methods import registry
     from mergekit.merge_methods.base import BasePolicy, InputContract, TensorGroup
@@ -144,7 +144,7 @@ def counting_fallbacks() -> Iterator[FallbackCount]:
     mergekit_fell_back() on the same task vectors."""
     import mergekit.merge_methods.sce as mk_sce
 
-    _register_fuseai_method()
+    register_fuseai_method()
     original = mk_sce.sce_weight
 
     def counted_sce_weight(tvs: torch.Tensor) -> torch.Tensor:
