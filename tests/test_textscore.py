@@ -120,7 +120,8 @@ def _write_rows(path, rows: list[TextScoreRequest]) -> None:
 
 
 def _cli_scores(stdout: str) -> dict[str, dict]:
-    return {d["id"]: d for d in map(json.loads, stdout.splitlines())}
+    # vLLM's engine prints a few non-JSON lines to stdout; the score lines are the JSON objects
+    return {d["id"]: d for d in map(json.loads, (x for x in stdout.splitlines() if x.startswith("{")))}
 
 
 @pytest.mark.e2e
