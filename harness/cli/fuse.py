@@ -25,6 +25,8 @@ def register(sub, parent) -> None:
                                "map cross-tokenizer vocabularies (docs/fusion.md)")
     t.add_argument("--recipe", required=True, help="teacher recipe YAML (trainers/recipes/distill_cpu.yaml)")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override top-level recipe keys (YAML-typed)")
+    # the pipeline passes --no-progress to every `harness fuse` stage; capture draws no bars of its own
+    t.add_argument("--no-progress", action="store_true", help="accepted like the other stages (no bars here)")
     t.set_defaults(func=cmd_teacher)
 
 
