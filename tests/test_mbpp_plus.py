@@ -4,6 +4,9 @@ EvalPlus's input types and oracle, the prefilled prompt and the reply extraction
 
 from __future__ import annotations
 
+import os
+import random
+
 import pytest
 
 from harness.backends.base import render_chat
@@ -62,13 +65,20 @@ def test_reply_extraction_continues_the_prefill():
     assert program_from_reply("no code here", "f", prefilled=False) is None
 
 
-def test_all_canonical_solutions_pass_base_and_plus(bench):
+# All 399 take minutes of sandbox time on 2 cores (a few references alone run ~20 s each), so CI
+# checks a seeded sample; HARNESS_FULL_CANONICAL=1 checks every task.
+FULL = os.environ.get("HARNESS_FULL_CANONICAL") == "1"
+
+
+def test_canonical_solutions_pass_base_and_plus(bench):
     exs = bench.load()
+    if not FULL:
+        exs = random.Random(0).sample(exs, 30)
     scores = bench.score(exs, _complete(bench, exs, lambda e: e.data["canonical_solution"].lstrip("\n")))
     failing = [(s["id"], s["outcomes"], s["reason"]) for s in scores if s["score"] != 1.0]
     assert not failing, failing[:5]
     m = bench.aggregate(scores)
-    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == 399
+    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == len(exs)
 
 
 def test_solution_tuned_to_base_inputs_passes_base_and_fails_plus(bench):
