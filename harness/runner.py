@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.backends.lazy import LazyBackend
 from harness.benchmarks import BENCHMARKS
-from harness.benchmarks.base import Benchmark, Context, Example, with_params
+from harness.benchmarks.base import Benchmark, Context, Example, TextScorer, with_params
 from harness.errors import DataNotFoundError
 from harness.judges import JudgedBenchmark, JudgePool, judge_info, missing_judge, snapshot, stats_delta
 from harness.models import ResolvedModel
@@ -286,7 +286,7 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     store.create_run(run_id, spec.name, model.name, model.fingerprint, config)
     lazy = LazyBackend(lambda: make_backend(backend_name, model, {**_default_backend_options(backend_name, opts),
                                                                    **opts.backend_options}))
-    ctx.extra["text_scorer"] = (model, lazy)  # lm-eval log-likelihood tasks score texts on this engine
+    ctx.text_scorer = TextScorer(model, lazy)  # lm-eval log-likelihood tasks score texts on this engine
     stats = GenerationStats()
     # When the model also judges (offline smoke runs), its judge reuses this engine instead of
     # starting a second copy of the same weights: keep it open through scoring.

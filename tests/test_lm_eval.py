@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from harness.benchmarks import BENCHMARKS  # noqa: E402
-from harness.benchmarks.base import Context  # noqa: E402
+from harness.benchmarks.base import Context, TextScorer  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.types import Completion  # noqa: E402
 from tests.conftest import REPO, harness_cli, requires_vllm  # noqa: E402
@@ -125,7 +125,7 @@ def test_loglikelihood_task_through_text_scoring(data_dir, store):
     model = resolve_model("smollm2-135m-instruct")
     engine = LazyBackend(lambda: make_backend("hf", model))
     b = bench("lm-eval:mmlu_abstract_algebra", data_dir)
-    b.ctx.store, b.ctx.extra["text_scorer"] = store, (model, engine)
+    b.ctx.store, b.ctx.text_scorer = store, TextScorer(model, engine)
     examples = b.load(limit=3)
     assert [len(ex.data["requests"]) for ex in examples] == [4, 4, 4]  # A-D scored per item
     assert b.to_requests(examples[0]) == []  # nothing to generate

@@ -15,7 +15,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -33,16 +33,25 @@ class Example:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class TextScorer:
+    """The run's model and its (lazily started) engine, for benchmarks that score given texts
+    (lm-eval log-likelihood tasks) on the model under test instead of generating."""
+
+    model: Any  # harness.models.ResolvedModel
+    engine: Any  # harness.runner.LazyBackend
+
+
 @dataclass
 class Context:
     """What a benchmark may need beyond its own options: where data lives, the store
-    (judges cache there), the run's seed, and a way to build a judge backend."""
+    (judges cache there), the run's seed, and the run's text scorer."""
 
     data_dir: Path | None = None
     store: Any = None  # harness.store.Store
     seed: int = 0
     judge: str | None = None  # a --model spec for judged benchmarks
-    extra: dict[str, Any] = field(default_factory=dict)
+    text_scorer: TextScorer | None = None  # set by the runner for benchmarks with scores_text
 
 
 class BenchmarkOptions(BaseModel):

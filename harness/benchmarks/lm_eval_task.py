@@ -392,11 +392,11 @@ class LMEvalTask(Benchmark):
                     keys.append((ex.id, _request_key(r["type"], r["args"])))
         if not reqs:
             return {}
-        if "text_scorer" not in self.ctx.extra:
+        scorer = self.ctx.text_scorer
+        if scorer is None:
             raise UsageError(f"{self.name} needs a model to score texts; run it with `harness run suite`")
-        model, engine = self.ctx.extra["text_scorer"]
         out = {}
-        for (ex_id, key), s in zip(keys, score_with(model, reqs, self.ctx.store, engine, top_k=1)):
+        for (ex_id, key), s in zip(keys, score_with(scorer.model, reqs, self.ctx.store, scorer.engine, top_k=1)):
             if s.error:
                 errors[ex_id] = s.error
                 out[key] = [(float("-inf"), False)]
