@@ -199,7 +199,7 @@ def build_leaderboard(spec: LeaderboardSpec, store=None,
                          if b in r.run.benchmarks and r.run.record.provenance.judge})
         bench_info.append({"name": b, "headline": first.headline, "version": first.version,
                            "dataset_revision": first.dataset_revision, "params": first.params,
-                           "judges": judges})
+                           "judges": judges, "sandbox": _sandbox_modes(r.run.benchmarks.get(b) for r in rows)})
     lb = Leaderboard(spec, bench_info, rows, {}, _consistency_warnings(columns, rows),
                      str(store.path) if store is not None else None, fusion=fusion)
     for fd in fusion:
@@ -209,6 +209,17 @@ def build_leaderboard(spec: LeaderboardSpec, store=None,
         parents = {r.key: store.model_parents(r.run.model) for r in rows if r.run.model}
         lb.lineage = {key: [(p.parent, p.role) for p in ps] for key, ps in parents.items() if ps}
     return lb
+
+
+def _sandbox_modes(results) -> list[str]:
+    """How model-written code ran for a code benchmark, over the runs on the board ('bwrap',
+    'unshare', 'none (unsafe)'); empty for benchmarks that run no code."""
+    modes = set()
+    for res in results:
+        box = getattr(res, "sandbox", None) if res is not None else None
+        if isinstance(box, dict) and box.get("isolation"):
+            modes.add(box["isolation"] + (" (unsafe)" if box.get("unsafe") else ""))
+    return sorted(modes)
 
 
 def candidate_deltas(lb: Leaderboard, cand: Row) -> list[CandidateDelta]:

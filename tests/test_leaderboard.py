@@ -210,3 +210,19 @@ def test_rows_from_run_output_directories(store, tmp_path):
     (tmp_path / "lb2.yaml").write_text("name: files\nmodels:\n  - {results: nowhere, role: baseline}\n")
     with pytest.raises(UsageError, match="results 'nowhere' .* does not exist"):
         build_leaderboard(load_spec(str(tmp_path / "lb2.yaml")))
+
+
+def test_provenance_shows_how_model_code_ran(store, tmp_path):
+    """Issue 18: the isolation mode each code benchmark ran under is on the page (results.json
+    records it per benchmark as `sandbox`)."""
+    for run_id, model, mode, unsafe in (("r1", "m1", "bwrap", False), ("r2", "m2", "none", True)):
+        res = make_run(store, run_id, model, {"humaneval": {"0": 1.0, "1": 0.0}, "gsm8k": {"0": 1.0}})
+        res["benchmarks"]["humaneval"]["sandbox"] = {"isolation": mode, "unsafe": unsafe}
+        store.finish_run(run_id, "finished", res)
+    spec = LeaderboardSpec(name="sb", suite="math", models=[{"model": "m1", "role": "target"},
+                                                           {"model": "m2", "role": "candidate"}])
+    lb = build_leaderboard(spec, store)
+    modes = {b["name"]: b["sandbox"] for b in lb.benchmarks}
+    assert modes == {"humaneval": ["bwrap", "none (unsafe)"], "gsm8k": []}
+    html = write_site(lb, tmp_path / "site", store).read_text()
+    assert "<th class=\"name\">code sandbox</th>" in html and "bwrap, none (unsafe)" in html

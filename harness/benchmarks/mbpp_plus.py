@@ -45,6 +45,7 @@ from harness.benchmarks.evalplus_mbpp import (
     oracle_test,
 )
 from harness.data import DataSource, load_rows
+from harness.sandbox import describe
 from harness.sandbox.outcomes import outcome_counts, pass_at_k
 from harness.scoring.code import FunctionTest, check_functions
 from harness.stats import mean_metric
@@ -149,6 +150,10 @@ class MBPPPlus(Benchmark):
                 "reason": first.reason if first else (c.error or "no samples"),
                 "first_failing_test": first.first_failing_test if first else None,
                 "finish_reason": c.finish_reasons[0] if c.finish_reasons else None}
+
+    def provenance(self) -> dict[str, Any]:
+        # the isolation mode the programs ran under (the leaderboard's provenance table shows it)
+        return {**super().provenance(), "sandbox": describe()}
 
     def aggregate(self, scores: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         seed = self.ctx.seed
