@@ -105,7 +105,8 @@ def generate_on_ray(requests: list[Request], model, store, backend_factory, spec
     """`harness.runner.generate_all` with the engine calls spread over Ray actors: completions
     for every request, from the store when cached, else from the actors (stored on arrival).
     Raises IncompleteSampling after the queue drains when some chunks were lost."""
-    from harness.runner import GenerationStats, _progress, split_cached
+    from harness.progress import PhaseProgress
+    from harness.runner import GenerationStats, split_cached
 
     stats = stats if stats is not None else GenerationStats()
     out, todo = split_cached(requests, model, store, stats)
@@ -141,7 +142,7 @@ def generate_on_ray(requests: list[Request], model, store, backend_factory, spec
                 chunk = chunks.popleft()
                 pending[actors[a].generate.remote(chunk)] = (a, chunk)
 
-        with _progress(progress, description, len(unique)) as advance:
+        with PhaseProgress(progress, description, len(unique)) as advance:
             for a in alive:
                 submit(a)
             while pending:
