@@ -8,19 +8,16 @@ methods (1 step each); docs/bakeoff.md has what it cost."""
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
 
-from tests.conftest import REPO, harness_cli
+from tests.conftest import REPO, harness_cli, slow_e2e
 
 # ~30 stages: over 10 minutes on 2 loaded cores, and its first run found a stage bug
 # (`fuse teacher --no-progress`) after which it has not yet run to the end. It stays opt-in until
 # it has been timed green on an idle box; run it with HARNESS_SLOW_E2E=1.
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(os.environ.get("HARNESS_SLOW_E2E") != "1",
-                                 reason="the tiny bake-off takes >10 min on 2 cores; set HARNESS_SLOW_E2E=1")]
+pytestmark = [pytest.mark.e2e, slow_e2e]
 
 FAMILIES = ["sft", "preference", "dpo", "fuse_sft", "fuse_po", "infifpo", "distill-unified", "distill-pair-math",
             "distill-pair-gemma", "uld", "gld", "sce-pairwise", "sce-sources"]

@@ -24,7 +24,7 @@ from harness.benchmarks import BENCHMARKS  # noqa: E402
 from harness.benchmarks.base import Context, TextScorer  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.types import Completion  # noqa: E402
-from tests.conftest import REPO, harness_cli, requires_vllm  # noqa: E402
+from tests.conftest import REPO, harness_cli, requires_vllm, slow_e2e  # noqa: E402
 
 
 def bench(name: str, data_dir, **options):
@@ -158,6 +158,7 @@ def _run(tmp_path, backend: str, db: str):
 
 
 @pytest.mark.e2e
+@slow_e2e  # BBH chain-of-thought generated on transformers too: over 10 minutes on 2 cores
 @requires_vllm
 def test_suite_end_to_end_on_vllm_and_hf_agree(tmp_path):
     """bbh (27 items) + ifeval + a log-likelihood task through `harness run suite` on vLLM; the

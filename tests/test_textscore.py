@@ -23,7 +23,7 @@ import pytest
 from harness.errors import BackendError, UsageError
 from harness.runner import LazyBackend
 from harness.textscore import TextScore, TextScoreRequest, score_texts, score_with, split_tokens
-from tests.conftest import REPO, harness_cli, requires_vllm
+from tests.conftest import REPO, harness_cli, requires_vllm, slow_e2e
 
 ROWS = [
     TextScoreRequest(id="chat", messages=[{"role": "user", "content": "What is 2+2?"}], response="2+2 = 4."),
@@ -125,6 +125,7 @@ def _cli_scores(stdout: str) -> dict[str, dict]:
 
 
 @pytest.mark.e2e
+@slow_e2e  # not yet timed green on CI's 2 cores after its stdout-parsing fix
 @requires_vllm
 def test_vllm_and_hf_agree_per_token(tmp_path, hf_model):
     """Both backends, same model and rows: per-token log-probs within 1e-3, same top-1."""
@@ -256,6 +257,7 @@ def test_openai_scoring_refuses_servers_that_cannot_echo(echo_server, store, emb
 
 
 @pytest.mark.e2e
+@slow_e2e  # starts its own `vllm serve`; not yet run on CI's 2 cores
 @requires_vllm
 def test_openai_against_vllm_serve_agrees_with_hf(vllm_server, tmp_path, hf_model, embedded_model_dir):
     url = f"openai:smollm2@{vllm_server}"
