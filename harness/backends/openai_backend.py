@@ -75,22 +75,28 @@ class OpenAIBackend:
             body["chat_template"] = self.model.chat_template  # vLLM's server accepts this extension
         return body
 
-    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, r: Request) -> Completion:
+    async def _post(self, client: httpx.AsyncClient, path: str, body: dict) -> tuple[httpx.Response | None, str]:
+        """POST with bounded, jittered retries on RETRY_STATUS and transport errors. Returns the
+        first response not worth retrying (200 or a client error), else None and the last error."""
         last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = await client.post(f"{self.base_url}{path}", json=body)
+                if resp.status_code not in RETRY_STATUS:
+                    return resp, ""
+                last = _http_error(resp)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                last = f"{type(e).__name__}: {e}"
+            if attempt < self.max_retries:
+                await asyncio.sleep(min(self.backoff * 2 ** attempt, 30) * (0.5 + random.random()))
+        return None, last
+
+    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, r: Request) -> Completion:
         async with sem:
-            for attempt in range(self.max_retries + 1):
-                try:
-                    resp = await client.post(f"{self.base_url}/chat/completions", json=self._payload(r))
-                    if resp.status_code == 200:
-                        return _parse(resp.json())
-                    last = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                    if resp.status_code not in RETRY_STATUS:
-                        break
-                except (httpx.TimeoutException, httpx.TransportError) as e:
-                    last = f"{type(e).__name__}: {e}"
-                if attempt < self.max_retries:
-                    await asyncio.sleep(min(self.backoff * 2 ** attempt, 30) * (0.5 + random.random()))
-        return Completion(texts=[], finish_reasons=[], error=last)
+            resp, last = await self._post(client, "/chat/completions", self._payload(r))
+        if resp is not None and resp.status_code == 200:
+            return _parse(resp.json())
+        return Completion(texts=[], finish_reasons=[], error=last or _http_error(resp))
 
     async def _run(self, requests: list[Request], on_result: OnResult | None) -> list[Completion]:
         sem = asyncio.Semaphore(self.concurrency)
@@ -152,28 +158,22 @@ class OpenAIBackend:
                          top_k: int) -> TextScore:
         body = {"model": self.model.path, "prompt": context + response, "echo": True, "logprobs": max(top_k, 1),
                 "max_tokens": 1, "temperature": 0.0, "return_tokens_as_token_ids": True}
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = await client.post(f"{self.base_url}/completions", json=body)
-                if resp.status_code in (404, 405):
-                    raise BackendError(
-                        f"{self.base_url} has no /completions endpoint (HTTP {resp.status_code}); text scoring needs "
-                        "a completions endpoint that echoes prompt log-probs (e.g. `vllm serve`), or local weights "
-                        "with --backend vllm / hf. Chat-only APIs cannot score a given text.")
-                if resp.status_code == 200:
-                    return _parse_echo(rid, resp.json(), context, response, top_k, self.base_url)
-                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                if resp.status_code not in RETRY_STATUS:
-                    break
-            except (httpx.TimeoutException, httpx.TransportError) as e:
-                last = f"{type(e).__name__}: {e}"
-            if attempt < self.max_retries:
-                await asyncio.sleep(min(self.backoff * 2 ** attempt, 30) * (0.5 + random.random()))
-        return TextScore(id=rid, error=last)
+        resp, last = await self._post(client, "/completions", body)
+        if resp is not None and resp.status_code in (404, 405):
+            raise BackendError(
+                f"{self.base_url} has no /completions endpoint (HTTP {resp.status_code}); text scoring needs "
+                "a completions endpoint that echoes prompt log-probs (e.g. `vllm serve`), or local weights "
+                "with --backend vllm / hf. Chat-only APIs cannot score a given text.")
+        if resp is not None and resp.status_code == 200:
+            return _parse_echo(rid, resp.json(), context, response, top_k, self.base_url)
+        return TextScore(id=rid, error=last or _http_error(resp))
 
     def close(self) -> None:
         pass
+
+
+def _http_error(resp: httpx.Response) -> str:
+    return f"HTTP {resp.status_code}: {resp.text[:300]}"
 
 
 def _token_id(token: str) -> int | None:
