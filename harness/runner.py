@@ -9,6 +9,7 @@ never starts an engine.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import secrets
@@ -20,7 +21,7 @@ from typing import Any
 from harness.backends.lazy import LazyBackend
 from harness.benchmarks import BENCHMARKS
 from harness.benchmarks.base import Benchmark, Context, Example, TextScorer, with_params
-from harness.errors import DataNotFoundError
+from harness.errors import DataNotFoundError, UsageError
 from harness.judges import JudgedBenchmark, JudgePool, judge_info, missing_judge, snapshot, stats_delta
 from harness.models import ResolvedModel
 from harness.progress import PhaseProgress
@@ -151,7 +152,18 @@ class RunOptions:
     run_id: str | None = None  # chosen by the caller when it needs the results folder up front
 
 
-def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchmark, int | None, bool]]:
+@dataclass(frozen=True)
+class PlannedBenchmark:
+    """One suite entry, instantiated: which items to load (a limit or pinned ids) and whether
+    missing data skips it."""
+
+    bench: Benchmark
+    limit: int | None
+    ids: tuple[str, ...] | None
+    optional: bool
+
+
+def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[PlannedBenchmark]:
     """Instantiate the suite's benchmarks with params = benchmark defaults < suite defaults
     < suite entry < CLI overrides."""
     wanted = opts.benchmarks
@@ -161,8 +173,6 @@ def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchma
         names_in_suite = {e.name for e in spec.benchmarks}
         missing = [w for w in wanted if w not in names_in_suite]
         if missing:
-            from harness.errors import UsageError
-
             raise UsageError(f"benchmark(s) {', '.join(missing)} are not in suite {spec.name!r}; "
                              f"it has: {', '.join(sorted(names_in_suite))}")
     out = []
@@ -178,40 +188,55 @@ def build_benchmarks(spec, opts: RunOptions, ctx: Context) -> list[tuple[Benchma
         params = with_params(params, max_tokens=opts.max_tokens)
         if params.seed is not None or not params.greedy:
             params = with_params(params, seed=opts.seed if params.seed is None else params.seed + opts.seed)
+        # --limit on the command line wins over the entry's pinned ids and limit
+        ids = tuple(entry.ids) if entry.ids and opts.limit is None else None
         limit = opts.limit if opts.limit is not None else entry.limit
         options = {**entry.options, **opts.bench_options.get(entry.name, {})}
         # a benchmark named explicitly on the command line is never silently skipped
         optional = entry.optional and not (wanted and entry.name in wanted)
-        out.append((cls(options=options, ctx=ctx, params=params), limit, optional))
-    unknown = set(opts.bench_options) - {b.name for b, _, _ in out}
+        out.append(PlannedBenchmark(cls(options=options, ctx=ctx, params=params), limit, ids, optional))
+    unknown = set(opts.bench_options) - {p.bench.name for p in out}
     if unknown:
-        from harness.errors import UsageError
-
         raise UsageError(f"--option names benchmark(s) not in this run: {', '.join(sorted(unknown))}; "
-                         f"the run has: {', '.join(b.name for b, _, _ in out)}")
+                         f"the run has: {', '.join(p.bench.name for p in out)}")
     return out
+
+
+def select_ids(bench: Benchmark, examples: list[Example], ids: tuple[str, ...]) -> list[Example]:
+    """The pinned items, in the suite's order; every unknown id is named (with the nearest
+    known ones) rather than silently dropped. Recorded in provenance like a --limit sample."""
+    by_id = {ex.id: ex for ex in examples}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(by_id), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise UsageError(f"{bench.name}: id(s) not in its data ({len(by_id)} items): "
+                         f"{', '.join(map(repr, unknown))}{hint} Fix the suite's `ids:` list.")
+    bench.sampling = {"method": "ids", "ids": list(ids)}
+    return [by_id[i] for i in ids]
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def load_benchmarks(benches: list[tuple[Benchmark, int | None, bool]], seed: int
+def load_benchmarks(planned: list[PlannedBenchmark], seed: int
                     ) -> tuple[list[tuple[Benchmark, list[Example]]], dict[str, str]]:
     """Each benchmark's examples; optional ones without data are skipped (and why)."""
     loaded: list[tuple[Benchmark, list[Example]]] = []
     skipped: dict[str, str] = {}
-    for bench, limit, optional in benches:
+    for p in planned:
         try:
-            loaded.append((bench, bench.load(limit=limit, seed=seed)))
+            if p.ids:
+                loaded.append((p.bench, select_ids(p.bench, p.bench.load(limit=None, seed=seed), p.ids)))
+            else:
+                loaded.append((p.bench, p.bench.load(limit=p.limit, seed=seed)))
         except DataNotFoundError as e:
-            if not optional:
+            if not p.optional:
                 raise
-            skipped[bench.name] = str(e)
-            log.warning("skipping optional benchmark %s: %s", bench.name, e)
+            skipped[p.bench.name] = str(e)
+            log.warning("skipping optional benchmark %s: %s", p.bench.name, e)
     if not loaded:
-        from harness.errors import UsageError
-
         raise UsageError("no benchmark of the suite has data: " + "; ".join(skipped.values()))
     return loaded, skipped
 

@@ -42,6 +42,9 @@ class GenerationOverrides(BaseModel):
 class BenchmarkEntry(GenerationOverrides):
     name: str
     limit: int | None = Field(None, ge=1)
+    # ids: run exactly these items, in this order (a pinned slice: e.g. the demo's items, or a
+    # regression set); `limit` then does not apply. Unknown ids are an error naming them.
+    ids: list[str] | None = Field(None, min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
     # optional: when its data is missing the run skips it with a warning (recorded in results)
     # instead of failing. For smoke suites whose data is not available offline (LiveCodeBench).

@@ -101,3 +101,20 @@ def test_cli_option_parsing():
                                  "humaneval": {"plus": True}}
     with pytest.raises(UsageError, match="BENCH.KEY=VALUE"):
         bench_options(argparse.Namespace(option=["plus=true"], start_date=None, end_date=None))
+
+
+def test_pinned_ids_run_exactly_those_items_in_order(tmp_path, store, data_dir, fake):
+    spec = _suite(tmp_path, "name: t\nbenchmarks:\n  - {name: gsm8k, ids: ['5', '2'], limit: 1}\n")
+    res = run_suite(spec, MODEL, store, RunOptions(data_dir=data_dir, out=tmp_path / "o"))
+    lines = (tmp_path / "o" / "gsm8k.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["5", "2"]  # ids win over the entry's limit
+    assert res["benchmarks"]["gsm8k"]["limit_sample"] == {"method": "ids", "ids": ["5", "2"]}
+    # --limit on the command line still wins (a quick smaller run of a pinned suite)
+    res = run_suite(spec, MODEL, store, RunOptions(data_dir=data_dir, out=tmp_path / "p", limit=1))
+    assert res["benchmarks"]["gsm8k"]["n_items"] == 1
+
+
+def test_unknown_pinned_id_is_named_with_the_fix(tmp_path, store, data_dir, fake):
+    spec = _suite(tmp_path, "name: t\nbenchmarks:\n  - {name: gsm8k, ids: ['3', '99999']}\n")
+    with pytest.raises(UsageError, match=r"gsm8k: id\(s\) not in its data .*'99999'.*ids:"):
+        run_suite(spec, MODEL, store, RunOptions(data_dir=data_dir, out=tmp_path / "o"))

@@ -23,7 +23,10 @@ def register(sub, parent) -> None:
     p.add_argument("--backend", default="auto", help="auto | vllm | hf | openai")
     p.add_argument("--backend-option", action="append", metavar="KEY=VALUE",
                    help="passed to the backend, e.g. tensor_parallel_size=2, batch_size=8, concurrency=32")
-    p.add_argument("--limit", type=int, help="items per benchmark (the first N)")
+    p.add_argument("--limit", type=int,
+                   help="items per benchmark: the first N, or a stratified sample where a benchmark's data is "
+                        "ordered by category (MMLU, MMLU-Pro, GPQA, ...; its option limit_sample); overrides "
+                        "a suite entry's limit and ids")
     p.add_argument("--benchmarks", help="comma-separated subset of the suite's benchmarks")
     p.add_argument("--max-tokens", type=int, help="override max new tokens for every benchmark")
     p.add_argument("--seed", type=int, default=0)
