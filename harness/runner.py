@@ -147,6 +147,8 @@ class RunOptions:
     out: Path | None = None
     data_dir: Path | None = None
     judge: str | None = None
+    # options of the judges' backends (e.g. regex_field for a vLLM server judging over HTTP)
+    judge_backend_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     command: str | None = None
     run_id: str | None = None  # chosen by the caller when it needs the results folder up front
@@ -318,6 +320,7 @@ def run_suite(spec, model: ResolvedModel, store: Store, opts: RunOptions) -> dic
     model_judges = model.name in judge_for.values()
     # local judges run on the candidate's backend (an HTTP candidate says nothing about them)
     pool = JudgePool(store, seed=opts.seed, backend=backend_name if backend_name != "openai" else "auto",
+                     backend_options=opts.judge_backend_options,
                      shared={model.fingerprint: (backend_name, lazy)} if model_judges else None)
     try:
         completions: dict[str, Completion] = {}

@@ -227,6 +227,33 @@ def test_backend_that_cannot_constrain_falls_back_with_one_warning(store, data_d
     assert sum("cannot constrain" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_openai_judge_constrains_only_when_told_how_its_server_takes_a_regex(store):
+    from harness.judges import JudgePool
+
+    spec = "openai:some-judge@http://127.0.0.1:9/v1"  # never contacted: the backend is lazy
+    assert JudgePool(store).get(spec).can_constrain is False  # OpenAI's API rejects the fields
+    told = JudgePool(store, backend_options={"regex_field": "structured_outputs"}).get(spec)
+    assert told.can_constrain is True
+
+
+def test_openai_payload_carries_the_regex_in_the_servers_field():
+    from harness.backends.openai_backend import OpenAIBackend
+    from harness.errors import UsageError
+    from harness.models import resolve_model
+    from harness.types import Request
+
+    model = resolve_model("openai:j@http://127.0.0.1:9/v1")
+    req = Request("r", ({"role": "user", "content": "x"},), SamplingParams(max_tokens=4, regex=r"\[\[[AB]\]\]"))
+    for field, expected in (("structured_outputs", {"structured_outputs": {"regex": r"\[\[[AB]\]\]"}}),
+                            ("guided_regex", {"guided_regex": r"\[\[[AB]\]\]"})):
+        b = OpenAIBackend.__new__(OpenAIBackend)  # payload only: no server to reach
+        b.model, b.regex_field = model, field
+        body = b._payload(req)
+        assert {k: body[k] for k in expected} == expected
+    with pytest.raises(UsageError, match="regex_field='response_format'.*structured_outputs, guided_regex"):
+        OpenAIBackend(model, regex_field="response_format")
+
+
 # ---- the runner owns the judges -------------------------------------------------------------
 class _CountingBackend(FakeBackend):
     closed = 0

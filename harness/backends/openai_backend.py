@@ -16,21 +16,33 @@ from typing import Any
 import httpx
 
 from harness.backends.base import OnResult
-from harness.errors import BackendError
+from harness.errors import BackendError, UsageError
 from harness.textscore import OnScore, TextScore, TextScoreRequest, split_tokens
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# Request fields that constrain a chat reply to a regex, by server: vLLM >= 0.10's
+# `structured_outputs` (vllm/entrypoints/openai/chat_completion/protocol.py), and the
+# `guided_regex` extension of older vLLM servers. Opt in with --judge-backend-option regex_field=...
+REGEX_FIELDS = {"structured_outputs": lambda rx: {"structured_outputs": {"regex": rx}},
+                "guided_regex": lambda rx: {"guided_regex": rx}}
 
 
 class OpenAIBackend:
     name = "openai"
 
     def __init__(self, model, *, concurrency: int = 16, max_retries: int = 5, timeout: float = 600.0,
-                 backoff: float = 1.0, api_key: str | None = None, tokenizer: str | None = None, **_: Any):
+                 backoff: float = 1.0, api_key: str | None = None, tokenizer: str | None = None,
+                 regex_field: str | None = None, **_: Any):
         self.model = model
+        if regex_field is not None and regex_field not in REGEX_FIELDS:
+            raise UsageError(f"backend option regex_field={regex_field!r}: valid values are "
+                             f"{', '.join(REGEX_FIELDS)} (how the server takes a regex-constrained reply)")
+        # How SamplingParams.regex (a judge's verdict grammar) reaches the server; None: this
+        # server cannot constrain (OpenAI's own API rejects the fields), so regex is never set.
+        self.regex_field = regex_field
         self.tokenizer_path = tokenizer  # text scoring tokenizes locally (the span must be known)
         self.base_url = model.base_url
         self.concurrency = concurrency
@@ -73,6 +85,11 @@ class OpenAIBackend:
             body["top_logprobs"] = p.logprobs
         if self.model.chat_template:
             body["chat_template"] = self.model.chat_template  # vLLM's server accepts this extension
+        if p.regex is not None:
+            if self.regex_field is None:
+                raise ValueError("regex-constrained request to a server without regex_field "
+                                 "(the judge layer only constrains backends that declare it)")
+            body.update(REGEX_FIELDS[self.regex_field](p.regex))
         return body
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict) -> tuple[httpx.Response | None, str]:

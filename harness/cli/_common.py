@@ -79,5 +79,13 @@ def judge_for(bench, args):
     spec = bench.judge_spec(None, getattr(args, "judge", None))
     if not spec:
         raise missing_judge(bench.name, bench.published_judge)
-    pool = JudgePool(open_store(args), seed=getattr(args, "seed", 0) or 0)
+    pool = JudgePool(open_store(args), seed=getattr(args, "seed", 0) or 0,
+                     backend_options=parse_key_values(getattr(args, "judge_backend_option", None),
+                                                      "--judge-backend-option"))
     return pool, pool.get(spec)
+
+
+def add_judge_backend_option(p) -> None:
+    p.add_argument("--judge-backend-option", action="append", metavar="KEY=VALUE",
+                   help="passed to the judge's backend, e.g. regex_field=structured_outputs so a judge "
+                        "served by `vllm serve` gets constrained verdicts")

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.cli._common import console, metrics_table, open_store, parse_key_values
+from harness.cli._common import add_judge_backend_option, console, metrics_table, open_store, parse_key_values
 from harness.cli._console import detect_offline, run_log
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def register(sub, parent) -> None:
     p.add_argument("--start-date", help="LiveCodeBench window start (YYYY-MM-DD); = --option livecodebench.start_date=")
     p.add_argument("--end-date", help="LiveCodeBench window end (YYYY-MM-DD); = --option livecodebench.end_date=")
     p.add_argument("--judge", help="judge model for LLM-judged benchmarks (overrides the suite's)")
+    add_judge_backend_option(p)
     p.add_argument("--chat-template", help="Jinja chat template file for models without one")
     p.add_argument("--out", help="output directory for results.json (default results/<run id>)")
     p.add_argument("--no-progress", action="store_true")
@@ -119,6 +120,7 @@ def run_options(args, out_dir: Path, run_id: str):
         limit=args.limit, benchmarks=[b.strip() for b in args.benchmarks.split(",")] if args.benchmarks else None,
         max_tokens=args.max_tokens, seed=args.seed, out=out_dir,
         data_dir=Path(args.data_dir) if args.data_dir else None, judge=args.judge,
+        judge_backend_options=parse_key_values(args.judge_backend_option, "--judge-backend-option"),
         progress=not args.no_progress, command=shlex.join(["harness", *sys.argv[1:]]), run_id=run_id,
     )
 

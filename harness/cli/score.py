@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from harness.cli._common import existing_file, judge_for
+from harness.cli._common import add_judge_backend_option, existing_file, judge_for
 
 
 class CompletionsFile(BaseModel):
@@ -41,6 +41,7 @@ def register(sub, parent) -> None:
     p.add_argument("--summary", action="store_true", help="print only the aggregate (JSON) on stdout")
     p.add_argument("--judge", help="judge model for LLM-judged benchmarks (re-judges the completions; "
                                    "judgments already in the store are reused)")
+    add_judge_backend_option(p)
     p.set_defaults(func=cmd_score)
 
 

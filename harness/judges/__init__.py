@@ -40,9 +40,14 @@ log = logging.getLogger(__name__)
 
 # The embedded model: fine for proving the pipeline runs, useless as a judge of quality.
 EMBEDDED_JUDGE = "smollm2-135m-instruct"
-# Backends that enforce SamplingParams.regex. The openai backend is not among them: only some
-# OpenAI-compatible servers accept a regex (vLLM's), and OpenAI's own API rejects the field.
+# Backends that enforce SamplingParams.regex. The openai backend does only when told how its
+# server takes a regex (backend option regex_field, e.g. a vLLM server's structured_outputs):
+# OpenAI's own API rejects the fields, so it is never assumed.
 CONSTRAINING_BACKENDS = ("vllm",)
+
+
+def backend_constrains(backend_name: str, options: dict[str, Any]) -> bool:
+    return backend_name in CONSTRAINING_BACKENDS or (backend_name == "openai" and bool(options.get("regex_field")))
 
 
 @dataclass(frozen=True)
@@ -227,7 +232,7 @@ class JudgePool:
             judge = Judge(model=model, store=self.store,
                           backend=LazyBackend(lambda: backends.make_backend(backend_name, model, options)))
             self._owned.append(judge)
-        judge.can_constrain = backend_name in CONSTRAINING_BACKENDS
+        judge.can_constrain = backend_constrains(backend_name, options)
         self.judges[spec] = judge
         return judge
 
