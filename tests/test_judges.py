@@ -371,3 +371,38 @@ def test_score_cli_rejudges_saved_completions(tmp_path, data_dir, embedded_model
     assert main([*common, "--judge", str(embedded_model_dir)]) == 0  # judgments come from the store
     assert len(made) == 1 or made[-1].generated == 0
     assert main(["score", "gsm8k", "--completions", str(f), "--data-dir", str(data_dir), "--judge", "x"]) == 2
+
+
+def test_score_cli_rejudges_both_mt_bench_turns_from_a_runs_sample_file(tmp_path, data_dir, embedded_model_dir,
+                                                                         monkeypatch, capsys):
+    """A run's own sample file carries each item's request ids ("81" and "81#t2"), so
+    re-judging it rates the second turn too, with the second answer in the judge prompt."""
+    import json as _json
+
+    import harness.backends as backends
+    from harness.cli import main
+
+    made = []
+
+    def make(name, model, options=None):
+        made.append(FakeBackend(respond=lambda r, i: "Rating: [[7]]"))
+        return made[-1]
+
+    monkeypatch.setattr(backends, "make_backend", make)
+    f = tmp_path / "mt-bench.jsonl"
+    rows = [{"id": "81", "completion": "first answer",
+             "samples": {"mt-bench/81": ["first answer"], "mt-bench/81#t2": ["SECOND-TURN answer"]}},
+            {"id": "82", "completion": "only turn one"}]  # a plain row: turn 2 reported missing
+    f.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    args = ["score", "mt-bench", "--completions", str(f), "--data-dir", str(data_dir),
+            "--store", str(tmp_path / "s.sqlite"), "--judge", str(embedded_model_dir)]
+    assert main(args) == 0
+    items = {s["id"]: s for s in map(_json.loads, capsys.readouterr().out.splitlines())}
+    assert [t["rating"] for t in items["81"]["turns"]] == [7.0, 7.0]
+    assert items["82"]["turns"][0]["rating"] == 7.0 and items["82"]["turns"][1]["rating"] is None
+    prompts = [r.messages[-1]["content"] for call in made[0].calls for r in call]
+    assert len(prompts) == 3 and sum("SECOND-TURN answer" in p for p in prompts) == 1
+    # a samples key that is not one of the item's requests is named, not ignored
+    f.write_text(_json.dumps({"id": "81", "completion": "a", "samples": {"mt-bench/99#t2": ["b"]}}) + "\n")
+    assert main(args) == 2
+    assert "'mt-bench/99#t2' is not one of its requests" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.cli._common import add_judge_backend_option, existing_file, judge_for
+from harness.errors import UsageError
 
 
 class CompletionsFile(BaseModel):
@@ -24,6 +25,9 @@ class CompletionsFile(BaseModel):
 
     lines: int
     samples: dict[str, list[str]]  # id -> texts, file order
+    # id -> {request id -> texts} from rows in a run's own sample-file form ("samples": the
+    # request ids of the item), which carries multi-turn follow-ups (MT-Bench's "<id>#t2")
+    requests: dict[str, dict[str, list[str]]] = {}
 
     def counts(self) -> dict:
         per_item = Counter(len(t) for t in self.samples.values())
@@ -37,7 +41,8 @@ def register(sub, parent) -> None:
     p.add_argument("benchmark")
     p.add_argument("--completions", required=True,
                    help='JSONL: {"id": ..., "completion": "..."} per line ("completions": [...] for n samples; '
-                        "repeated ids are further samples of the item)")
+                        "repeated ids are further samples of the item); a run's own sample file "
+                        "(results/<run>/<benchmark>.jsonl) also works, MT-Bench's second turns included")
     p.add_argument("--summary", action="store_true", help="print only the aggregate (JSON) on stdout")
     p.add_argument("--judge", help="judge model for LLM-judged benchmarks (re-judges the completions; "
                                    "judgments already in the store are reused)")
@@ -47,10 +52,10 @@ def register(sub, parent) -> None:
 
 def read_completions_file(path: Path) -> CompletionsFile:
     from harness.data import read_jsonl_records
-    from harness.errors import UsageError
 
     expected = '{"id": ..., "completion": "..."} per line'
     out: dict[str, list[str]] = {}
+    requests: dict[str, dict[str, list[str]]] = {}
     lines = 0
     for n, row in read_jsonl_records(path, expected):
         if "id" not in row or not ("completion" in row or "completions" in row):
@@ -59,8 +64,13 @@ def read_completions_file(path: Path) -> CompletionsFile:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise UsageError(f"{path}:{n}: completion(s) must be text")
         out.setdefault(str(row["id"]), []).extend(texts)
+        if isinstance(row.get("samples"), dict):
+            for rid, rtexts in row["samples"].items():
+                if not isinstance(rtexts, list) or not all(isinstance(t, str) for t in rtexts):
+                    raise UsageError(f"{path}:{n}: samples[{rid!r}] must be a list of texts")
+                requests.setdefault(str(row["id"]), {}).setdefault(str(rid), []).extend(rtexts)
         lines += 1
-    return CompletionsFile(lines=lines, samples=out)
+    return CompletionsFile(lines=lines, samples=out, requests=requests)
 
 
 def score_passes(bench, examples: dict, given: CompletionsFile, judge=None) -> list[tuple[int | None, list[dict]]]:
@@ -68,22 +78,44 @@ def score_passes(bench, examples: dict, given: CompletionsFile, judge=None) -> l
     benchmark scores every sample, else one pass per sample index."""
     from harness.types import Completion
 
-    def run(texts_of: dict[str, list[str]]) -> list[dict]:
+    follow_ups = follow_up_requests(bench, examples, given)
+
+    def run(texts_of: dict[str, list[str]], k: int | None) -> list[dict]:
         chosen = [examples[i] for i in texts_of]
         comps = {bench.request_id(examples[i]): Completion(texts=t, finish_reasons=[None] * len(t))
                  for i, t in texts_of.items()}
+        for i in texts_of:  # later turns of the same sample (pass k) when the file has them
+            for rid, t in follow_ups.get(i, {}).items():
+                chosen_texts = t if k is None else t[k:k + 1]
+                if chosen_texts:
+                    comps[rid] = Completion(texts=chosen_texts, finish_reasons=[None] * len(chosen_texts))
         return bench.score(chosen, comps, judge=judge) if judge is not None else bench.score(chosen, comps)
 
     if bench.scores_every_sample:
-        return [(None, run(given.samples))]
+        return [(None, run(given.samples, None))]
     depth = max(len(t) for t in given.samples.values())
-    return [(k, run({i: [t[k]] for i, t in given.samples.items() if len(t) > k})) for k in range(depth)]
+    return [(k, run({i: [t[k]] for i, t in given.samples.items() if len(t) > k}, k)) for k in range(depth)]
+
+
+def follow_up_requests(bench, examples: dict, given: CompletionsFile) -> dict[str, dict[str, list[str]]]:
+    """id -> {request id -> texts} of each item's requests after its first (multi-turn), from
+    rows in sample-file form; a request id that is not the item's is an error, not ignored."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for i, reqs in given.requests.items():
+        main = bench.request_id(examples[i])
+        for rid, texts in reqs.items():
+            if rid == main:
+                continue
+            if not rid.startswith(main + "#"):
+                raise UsageError(f"item {i!r}: samples key {rid!r} is not one of its requests "
+                                 f"({main!r} or {main}#<turn>)")
+            out.setdefault(i, {})[rid] = texts
+    return out
 
 
 def cmd_score(args) -> int:
     from harness.benchmarks import BENCHMARKS
     from harness.benchmarks.base import Context
-    from harness.errors import UsageError
 
     cls = BENCHMARKS.resolve(args.benchmark)
     given = read_completions_file(existing_file(args.completions, "--completions file"))
