@@ -61,6 +61,7 @@ def test_recipe_stages_are_skipped_when_unchanged_and_resumed_after_a_failure(in
     ([{"kind": "fuse_po", "train": {"objective": {"base_los": "dpo"}}}], "Did you mean 'base_loss'"),
     ([{"kind": "infifpo", "train": {"objective": {"fusion": "maxmargin"}}}], "fusion: Input should be 'mean' or"),
     ([{"kind": "fuse_sft", "trian": {}}], "trian"),
+    ([{"kind": "eval", "name": "again"}], "built by the recipe's `evaluate:` section"),
 ])
 def test_bad_stage_entries_are_clear_errors_before_any_stage(in_tmp, stages, message):
     with pytest.raises(UsageError, match=message):
@@ -98,3 +99,33 @@ def test_shipped_fusion_objectives_recipe_is_valid():
 
     recipe, _ = load_pipeline(REPO / "trainers" / "recipes" / "pipeline_fuse_cpu.yaml")
     assert [s.kind for s in recipe.stage_specs] == ["fuse_sft", "fuse_po", "infifpo"]
+
+
+def test_the_base_graph_is_built_by_the_section_kinds_of_the_registry(in_tmp):
+    """specialists -> data -> sft -> preference -> stages: -> eval -> leaderboard -> gate, each a
+    registry entry: replacing one entry changes the graph, and an absent section builds nothing."""
+    from trainers.pipeline.base_stages import recipe_graph
+    from trainers.pipeline.stages import Stage
+
+    r, _ = load_pipeline(write(in_tmp, FUSE))
+    assert [s.kind for s in recipe_graph(r)] == ["specialist", "data", "sft", "preference", "fuse_sft", "fuse_po",
+                                                 "infifpo", "eval", "leaderboard", "gate"]
+    assert all(STAGE_KINDS[k].section for k in ("specialist", "data", "sft", "preference", "eval", "leaderboard",
+                                                 "gate"))
+    no_pref = {k: v for k, v in RECIPE.items() if k != "preference"}
+    r, _ = load_pipeline(write(in_tmp, no_pref))
+    assert "preference" not in [s.kind for s in recipe_graph(r)]
+    assert "preference" not in [s.name for s in pipeline(in_tmp, no_pref, Recorder()).stages]
+
+    real = STAGE_KINDS["leaderboard"]
+
+    def build(pipe, spec):
+        pipe.add(Stage(name="leaderboard", deps=["sft"], spec={"replaced": True}, run=lambda resume: None,
+                       outputs=lambda: {"ok": "1"}))
+
+    STAGE_KINDS["leaderboard"] = StageKind("leaderboard", real.spec, build, section="leaderboard")
+    try:
+        pipe = pipeline(in_tmp, RECIPE, Recorder())
+        assert next(s for s in pipe.stages if s.name == "leaderboard").spec == {"replaced": True}
+    finally:
+        STAGE_KINDS["leaderboard"] = real

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, UsageError
-from trainers.pipeline.config import PipelineRecipe, fusion_recipe, suite_path, trainer_config
+from trainers.pipeline.base_stages import recipe_graph
+from trainers.pipeline.config import PipelineRecipe, suite_path, trainer_config
 from trainers.pipeline.stages import STAGE_KINDS, Stage, data_files_needed, slug
-from trainers.pipeline.stages import files_hash as _files_hash
 
 log = logging.getLogger(__name__)
 
@@ -209,127 +209,20 @@ class Pipeline:
 
     # ---- the stage graph --------------------------------------------------------------------
     def _build(self) -> None:
-        r, wd = self.recipe, self.workdir
-        specialist_names = {s.name for s in r.specialists}
-
-        def model_dep(model: str) -> list[str]:
-            return [f"specialist:{model}"] if model in specialist_names else []
-
-        def model_fp(model: str) -> str:
-            # A specialist's weights reach the key through the stage's inputs (its outputs).
-            return f"<{model} from its stage>" if model in specialist_names else self._fingerprint(model)
-
-        for s in r.specialists:
-            sdir = wd / "specialists" / slug(s.name)
-            base_model = s.model or r.target
-            cfg = trainer_config(s.train, "sft", self.base, model=base_model, data=str(sdir / "sft.jsonl"),
-                                 output_dir=str(sdir / "model"), name=s.name, where=f"specialists[{s.name}].train")
-            self._add(Stage(
-                name=f"specialist:{s.name}", deps=[],
-                spec={"data": s.data.model_dump(), "config": cfg, "base_model": lambda m=base_model: model_fp(m)},
-                run=lambda resume, s=s, sdir=sdir, cfg=cfg: self._run_specialist(s, sdir, cfg, resume),
-                outputs=lambda s=s: self._candidate_outputs(s.name),
-                describe=f"SFT {base_model} -> {s.name}"))
-
-        sources = [dict(x) for x in r.fusion.get("sources", [])]
-        data_dir1 = wd / "data"
-        fusion1 = fusion_recipe(r, str(data_dir1), None, self.data_dir, self.base)
-        self._add(Stage(
-            name="data", deps=[d for x in sources for d in model_dep(x["model"])],
-            spec={"fusion": fusion1, "sources": lambda: {x["name"]: model_fp(x["model"]) for x in sources}},
-            run=lambda resume: self._run_fusion(fusion1, data_dir1, needs=self._phase1_needs()),
-            outputs=lambda: _files_hash(data_dir1 / "sft.jsonl", data_dir1 / "dpo.jsonl",
-                                        *([data_dir1 / "fuse.jsonl"] if "fuse" in self._phase1_needs() else [])),
-            describe=f"fusion data: {len(sources)} sources sample and are scored"))
-
-        sft_name = f"{r.name}-sft"
-        sft_dir = wd / "sft"
-        sft_cfg = trainer_config(r.sft, "sft", self.base, model=r.target, data=str(data_dir1 / "sft.jsonl"),
-                                 output_dir=str(sft_dir / "model"), name=sft_name, where="sft")
-        self._add(Stage(
-            name="sft", deps=["data"], spec={"config": sft_cfg, "target": lambda: model_fp(r.target)},
-            run=lambda resume: self._train("sft", sft_cfg, sft_dir, resume),
-            outputs=lambda: self._candidate_outputs(sft_name), describe=f"SFT {r.target} -> {sft_name}"))
-        self.add_candidate("sft", sft_name)
-
-        if r.preference is not None:
-            method = r.method
-            pref_data = data_dir1 / "dpo.jsonl"
-            pref_deps = ["sft", "data"]
-            if r.needs_target_samples:
-                data_dir2 = wd / "data-target"
-                fusion2 = fusion_recipe(r, str(data_dir2), sft_name, self.data_dir, self.base)
-                self._add(Stage(
-                    name="data-target", deps=["data", "sft"], spec={"fusion": fusion2},
-                    run=lambda resume: self._run_fusion(fusion2, data_dir2, needs=["wrpo"]),
-                    outputs=lambda: _files_hash(data_dir2 / "wrpo.jsonl"),
-                    describe=f"fusion data, phase 2: {sft_name} samples its own y_wt / y_l"))
-                pref_data, pref_deps = data_dir2 / "wrpo.jsonl", ["sft", "data-target"]
-            pref_name = f"{r.name}-{method}"
-            pref_dir = wd / method
-            pref_cfg = trainer_config(r.preference, method, self.base, model=sft_name, data=str(pref_data),
-                                      output_dir=str(pref_dir / "model"), name=pref_name, where="preference")
-            self._add(Stage(
-                name="preference", deps=pref_deps, spec={"config": pref_cfg},
-                run=lambda resume: self._train(method, pref_cfg, pref_dir, resume),
-                outputs=lambda: self._candidate_outputs(pref_name), describe=f"{method} {sft_name} -> {pref_name}"))
-            self.add_candidate("preference", pref_name)
-
-        for spec in r.stage_specs:  # the recipe's `stages:`, each built by its kind's registry entry
+        """Each spec of the recipe's graph built by its kind's registry entry (base_stages.py: the
+        sections' kinds; stages.py: the `stages:` entries' kinds)."""
+        for spec in recipe_graph(self.recipe):
+            kind = STAGE_KINDS[spec.kind]
+            if kind.section:
+                kind.build(self, spec)
+                continue
             n_stages, n_candidates = len(self.stages), len(self.candidates)
             try:
-                STAGE_KINDS[spec.kind].build(self, spec)
+                kind.build(self, spec)
             except StageSkipped as e:  # leave the whole entry out; the other families still run
                 del self.stages[n_stages:], self.candidates[n_candidates:]
                 self.skipped[spec.stage_name] = f"{spec.kind}: {e}"
                 log.warning("stage %s skipped: %s", spec.stage_name, e)
-        candidates = self.candidates
-
-        # Evaluation: each distinct model once (the target is often also a source).
-        rows: list[tuple[str, str, str]] = [(x["name"], x["model"], "source") for x in sources]
-        rows.append((f"{r.target} (target)", r.target, "target"))
-        rows += [(name, name, "candidate") for _, name in candidates]
-        done: dict[str, Path] = {}
-        ev = r.evaluate
-        for label, model, role in rows:
-            if model not in done:
-                out = wd / "eval" / slug(model)
-                done[model] = out
-                producer = next((k for k, n in candidates if n == model), None)
-                deps = [producer] if producer else model_dep(model)
-                self._add(Stage(
-                    name=f"eval:{model}", deps=deps,
-                    spec={"evaluate": ev.model_dump(), "model": model,
-                          "fingerprint": (lambda m=model: model_fp(m)) if not producer else None},
-                    run=lambda resume, m=model, o=out: self._run_eval(m, o),
-                    outputs=lambda o=out: _files_hash(o / "results.json"),
-                    describe=f"{ev.suite} on {model}"))
-            self.evals.append({"label": label, "model": model, "role": role, "dir": done[model]})
-
-        eval_stages = [f"eval:{m}" for m in done]
-        stats_dir = (wd / "data-target") if r.needs_target_samples else data_dir1
-        if r.leaderboard.enabled:
-            lb_dir = wd / "leaderboard"
-            self._add(Stage(
-                name="leaderboard", deps=[*eval_stages, "data-target" if r.needs_target_samples else "data"],
-                spec={"leaderboard": r.leaderboard.model_dump(), "skipped": self.skipped, "evals": [
-                    {k: str(v) for k, v in e.items()} for e in self.evals]},
-                run=lambda resume: self._run_leaderboard(lb_dir, stats_dir),
-                outputs=lambda: _files_hash(lb_dir / "index.html"),
-                describe="leaderboard: candidates vs target vs sources"))
-        gated = r.gate.candidate or (candidates[-1][0] if candidates else None)
-        if r.gate.enabled and gated in self.skipped:
-            self.skipped["gate"] = f"its candidate's stage {gated} was skipped"
-        elif r.gate.enabled:
-            which = gated
-            cand = dict(candidates)[which]
-            gate_file = wd / "gate" / "gate.json"
-            self._add(Stage(
-                name="gate", deps=[f"eval:{cand}", f"eval:{r.target}"],
-                spec={"gate": r.gate.model_dump(), "candidate": cand, "target": r.target},
-                run=lambda resume: self._run_gate(done[r.target], done[cand], gate_file),
-                outputs=lambda: _files_hash(gate_file),
-                describe=f"gate: {cand} vs {r.target}"))
 
     def _add(self, stage: Stage) -> None:
         self.add(stage)

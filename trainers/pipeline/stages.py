@@ -1,8 +1,9 @@
 """Pipeline stage kinds: one registry entry per kind builds that kind's stages from the recipe.
 
 The recipe's sections name stages (`specialists`, `fusion` -> data, `sft`, `preference`,
-`evaluate`, `leaderboard`, `gate`), and its `stages:` list names more, one entry per stage,
-`kind:` picking the registry entry:
+`evaluate`, `leaderboard`, `gate`: registry entries with `section` set, trainers/pipeline/
+base_stages.py), and its `stages:` list names more, one entry per stage, `kind:` picking the
+registry entry:
 
     stages:
       - {kind: fuse_sft}                                    # FuseSFT from the target
@@ -78,6 +79,7 @@ class StageKind:
     spec: type[StageSpec]
     build: Callable[[Any, Any], None]  # (Pipeline, validated spec) -> adds stages
     summary: str = ""
+    section: str = ""  # the recipe section that builds it (trainers/pipeline/base_stages.py); "" for `stages:` kinds
 
 
 STAGE_KINDS: dict[str, StageKind] = {}
@@ -92,10 +94,15 @@ def register_stage_kind(kind: StageKind) -> StageKind:
 
 def parse_stage(entry: Any, where: str) -> StageSpec:
     """A `stages:` entry validated against its kind's spec (did-you-mean for unknown kinds)."""
+    kinds = [k for k, v in STAGE_KINDS.items() if not v.section]
     if not isinstance(entry, dict) or "kind" not in entry:
-        raise ValueError(f"{where}: each stage needs `kind:` (one of {', '.join(sorted(STAGE_KINDS))})")
-    if entry["kind"] not in STAGE_KINDS:
-        raise ValueError(f"{where}: {did_you_mean('stage kind', str(entry['kind']), list(STAGE_KINDS))}")
+        raise ValueError(f"{where}: each stage needs `kind:` (one of {', '.join(sorted(kinds))})")
+    section = STAGE_KINDS[entry["kind"]].section if entry["kind"] in STAGE_KINDS else ""
+    if section:
+        raise ValueError(f"{where}: the {entry['kind']!r} stage is built by the recipe's `{section}:` section, "
+                         "not a `stages:` entry; move its settings there")
+    if entry["kind"] not in kinds:
+        raise ValueError(f"{where}: {did_you_mean('stage kind', str(entry['kind']), kinds)}")
     return STAGE_KINDS[entry["kind"]].spec.model_validate(entry)
 
 
