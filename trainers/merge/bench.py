@@ -1,11 +1,15 @@
 """Wall time and peak RSS of an SCE merge of three SmolLM2-135M models (the base and two copies
 with seeded deltas), each setting in a fresh process so its peak RSS is its own:
 
-    python -m trainers.merge.bench --work /tmp/merge-bench --select-topk 1.0 0.1 [--lazy-unpickle]
+    python -m trainers.merge.bench --work /tmp/merge-bench --select-topk 1.0 0.1 [--method sce_fuseai]
+        [--lazy-unpickle] [--out-shard-size 100M]
 
 Prints one JSON line per setting: seconds (the whole `run_merge`, registration included),
-mergekit_seconds, peak_rss_mb, rss_before_merge_mb (imports; the merge's own memory is the
-difference) and the fallback count. docs/performance.md has the figures.
+mergekit_seconds, peak_rss_mb (VmHWM: the whole process), rss_before_merge_mb (imports; the
+merge's own memory is the difference), the fallback count, and the peaks of the two parts of RSS
+sampled every 10 ms during the merge: peak_anon_mb (heap: tensors mergekit computes and holds)
+and peak_file_mb (file-backed pages: the safetensors inputs that mergekit reads through mmap,
+which the kernel can drop under memory pressure). docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -50,15 +57,50 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _status_mb() -> dict[str, float]:
+    """RssAnon / RssFile / RssShmem of this process from /proc/self/status, in MiB (Linux)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "RssShmem"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+@contextmanager
+def sampled_rss(interval_s: float = 0.01) -> Iterator[dict[str, float]]:
+    """Peak RssAnon / RssFile (MiB) while the block runs, sampled every `interval_s` by a thread;
+    VmHWM cannot say which part of RSS was the heap and which the mmap'd input files."""
+    peaks: dict[str, float] = {"RssAnon": 0.0, "RssFile": 0.0, "RssShmem": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while True:
+            for k, v in _status_mb().items():
+                peaks[k] = max(peaks[k], v)
+            if done.wait(interval_s):
+                return
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield peaks
+    finally:
+        done.set()
+        t.join()
+
+
 def _one(work: Path, topk: float, method: str, options: dict) -> dict:
     cfg = {"merge_method": method, "base_model": str(work / "base"), "dtype": "float32",
            "models": [{"model": str(work / "a")}, {"model": str(work / "b")}], "parameters": {"select_topk": topk}}
     before = _rss_mb()
     t0 = time.perf_counter()
-    res = run_merge(cfg, name=f"bench-{method}-{topk}", out_dir=work / f"out-{method}-{topk}",
-                    store=Store(work / "store.sqlite"), options=options)
+    with sampled_rss() as peaks:
+        res = run_merge(cfg, name=f"bench-{method}-{topk}", out_dir=work / f"out-{method}-{topk}",
+                        store=Store(work / "store.sqlite"), options=options)
     return {"method": method, "select_topk": topk, "options": options, "seconds": round(time.perf_counter() - t0, 2),
             "mergekit_seconds": round(res.provenance.seconds, 2), "peak_rss_mb": round(_rss_mb()),
+            "peak_anon_mb": round(peaks["RssAnon"]), "peak_file_mb": round(peaks["RssFile"]),
             "rss_before_merge_mb": round(before), "model_mb": round((work / "base" / "model.safetensors")
                                                                     .stat().st_size / 2**20),
             "uniform_fallback_tensors": res.provenance.uniform_fallback_tensors,
@@ -74,11 +116,14 @@ def prepare(work: Path) -> None:
     perturbed_copy(base, work / "b", 2)
 
 
-def run_setting(work: Path, topk: float, method: str = "sce", lazy_unpickle: bool = False) -> dict:
+def run_setting(work: Path, topk: float, method: str = "sce", lazy_unpickle: bool = False,
+                out_shard_size: str | None = None) -> dict:
     """One merge in a fresh process; returns its JSON record."""
     cmd = [sys.executable, "-m", "trainers.merge.bench", "--work", str(work), "--one", str(topk), "--method", method]
     if lazy_unpickle:
         cmd.append("--lazy-unpickle")
+    if out_shard_size:
+        cmd += ["--out-shard-size", out_shard_size]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -89,14 +134,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--select-topk", type=float, nargs="+", default=[1.0, 0.1])
     p.add_argument("--method", default="sce", help="sce (mergekit 0.1.5) or sce_fuseai")
     p.add_argument("--lazy-unpickle", action="store_true")
+    p.add_argument("--out-shard-size", help="mergekit's out_shard_size, e.g. 100M (default: mergekit's 5B)")
     p.add_argument("--one", type=float, help=argparse.SUPPRESS)  # internal: the child process
     a = p.parse_args(argv)
     if a.one is not None:
-        print(json.dumps(_one(a.work, a.one, a.method, {"lazy_unpickle": a.lazy_unpickle, "quiet": True})))
+        from mergekit.options import parse_kmb
+
+        options = {"lazy_unpickle": a.lazy_unpickle, "quiet": True}
+        if a.out_shard_size:
+            options["out_shard_size"] = parse_kmb(a.out_shard_size)
+        print(json.dumps(_one(a.work, a.one, a.method, options)))
         return
     prepare(a.work)
     for topk in a.select_topk:
-        print(json.dumps(run_setting(a.work, topk, a.method, a.lazy_unpickle)), flush=True)
+        print(json.dumps(run_setting(a.work, topk, a.method, a.lazy_unpickle, a.out_shard_size)), flush=True)
 
 
 if __name__ == "__main__":
