@@ -28,11 +28,12 @@ from pydantic import BaseModel, ConfigDict
 from harness.gate import compare
 from harness.paired import N_BOOTSTRAP
 from leaderboards.build import Leaderboard, Row
-from leaderboards.render import _env
+from leaderboards.render import PageLink, _env
 
 log = logging.getLogger(__name__)
 
 DISTILL_METHODS = ("distill_ce", "uld", "gld")  # token-level objectives: pairwise or unified
+PAGE = "fusion.html"  # beside the leaderboard's index.html, which links to it (index_link)
 
 
 class _Frozen(BaseModel):
@@ -163,10 +164,17 @@ def build_fusion_view(lb: Leaderboard, store, *, alpha: float = 0.05, n_boot: in
                       skipped=[SkippedStage(stage=k, reason=v) for k, v in (skipped or {}).items()])
 
 
+def index_link(view: FusionView) -> PageLink:
+    """The link index.html gets to this view (pass it to render.write_site); the view links back."""
+    skipped = f"; skipped stages: {len(view.skipped)}" if view.skipped else ""
+    return PageLink(href=PAGE, text=f"Fusion view: {len(view.rows)} candidates against the target, "
+                                    f"with family, cost and paired statistics{skipped}")
+
+
 def write_fusion_view(view: FusionView, out_dir: Path) -> Path:
     """fusion.html beside the leaderboard's index.html (same style and sorting script)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    page = out_dir / "fusion.html"
+    page = out_dir / PAGE
     page.write_text(_env().get_template("fusion_view.html.j2").render(view=view), encoding="utf-8")
     log.info("fusion view: %d candidates, %d skipped stages -> %s", len(view.rows), len(view.skipped), page)
     return page

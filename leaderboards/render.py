@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,15 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 CHART_W, BAR_H = 420, 18
 SHARE_W = 100  # the fusion table's share-of-SFT bar
+
+
+@dataclass(frozen=True)
+class PageLink:
+    """A page written beside index.html by another module (e.g. the bake-off's fusion.html),
+    linked from the index's header so a reader finds it."""
+
+    href: str  # relative to index.html
+    text: str
 
 
 def _env():
@@ -125,8 +136,9 @@ def _items(scores: dict[str, dict], texts: dict[str, dict]) -> list[dict[str, An
     return items
 
 
-def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
-    """Write index.html, items/<model>/<bench>.html and diff/<a>--<b>/<bench>.html."""
+def write_site(lb: Leaderboard, out_dir: Path, store=None, links: Sequence[PageLink] = ()) -> Path:
+    """Write index.html, items/<model>/<bench>.html and diff/<a>--<b>/<bench>.html. `links`: pages
+    the caller writes beside index.html, linked from its header."""
     env = _env()
     out_dir.mkdir(parents=True, exist_ok=True)
     scale = _scale(lb)
@@ -153,7 +165,7 @@ def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
     for a_key, b_key in lb.pairs():
         a, b = lb.row(a_key), lb.row(b_key)
         d = out_dir / "diff" / f"{a.slug}--{b.slug}"
-        links = []
+        bench_links = []
         for bench in bench_names:
             ia = {i["id"]: i for i in item_cache.get((a.key, bench), [])}
             ib = {i["id"]: i for i in item_cache.get((b.key, bench), [])}
@@ -166,13 +178,14 @@ def write_site(lb: Leaderboard, out_dir: Path, store=None) -> Path:
                 diff_page.render(lb=lb, a=a, b=b, bench=bench, changed=changed, n_shared=len(shared),
                                  a_better=sum((x["score"] or 0) > (y["score"] or 0) for x, y in changed)),
                 encoding="utf-8")
-            links.append({"bench": bench, "href": f"diff/{a.slug}--{b.slug}/{bench}.html", "n": len(changed),
+            bench_links.append({"bench": bench, "href": f"diff/{a.slug}--{b.slug}/{bench}.html", "n": len(changed),
                           "shared": len(shared)})
-        diffs.append({"a": a, "b": b, "links": links})
+        diffs.append({"a": a, "b": b, "links": bench_links})
 
     index = out_dir / "index.html"
     index.write_text(env.get_template("index.html.j2").render(
         lb=lb, scale=scale, charts=_charts(lb, scale), diffs=diffs, bar_w=80, share_w=SHARE_W,
-        xpos=lambda v, top, w: _x(v, top, w), has_items={k for k in item_cache}), encoding="utf-8")
+        xpos=lambda v, top, w: _x(v, top, w), has_items={k for k in item_cache}, links=list(links)),
+        encoding="utf-8")
     log.info("leaderboard %s: %d rows x %d benchmarks -> %s", lb.spec.name, len(lb.rows), len(bench_names), index)
     return index

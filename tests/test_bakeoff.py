@@ -120,4 +120,9 @@ def test_the_leaderboard_stage_writes_the_fusion_view_with_costs_and_skipped_sta
     fuse_po = page.split('data-candidate="bakeoff-tiny-fuse_po"')[1].split("</tr>")[0]
     assert 'data-sort="12.5"' in fuse_po
     assert 'data-stage="distill"' in page and "no_such_gemma_package" in page
-    assert "Skipped distill: teacher: " in (out / "index.html").read_text()
+    index = (out / "index.html").read_text()
+    assert "Skipped distill: teacher: " in index
+    # the two pages link each other: the index's header names the view, the view links back
+    assert '<a href="fusion.html">Fusion view: 7 candidates' in index
+    assert f"skipped stages: {len(pipe.skipped)}" in index
+    assert '<a href="index.html">' in page

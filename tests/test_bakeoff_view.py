@@ -12,7 +12,7 @@ import pytest
 from harness.cli import main
 from harness.store import ModelParent, ModelRecord
 from leaderboards import build_leaderboard
-from leaderboards.fusion_view import build_fusion_view, family_of, write_fusion_view
+from leaderboards.fusion_view import build_fusion_view, family_of, index_link, write_fusion_view
 from leaderboards.render import write_site
 from leaderboards.spec import LeaderboardSpec
 from tests.conftest import requires_chromium
@@ -103,12 +103,20 @@ def test_a_candidate_without_shared_items_keeps_its_row_with_a_note(store, tmp_p
     assert view.row("odd").deltas == [] and view.row("odd").note == "no benchmark scored in both runs"
 
 
+def test_the_index_links_the_fusion_view_only_when_one_is_written(board, store, tmp_path):
+    view = build_fusion_view(board, store, skipped={"distill": "teacher: missing"})
+    assert 'href="fusion.html"' not in write_site(board, tmp_path / "plain", store).read_text()
+    index = write_site(board, tmp_path / "site", store, links=[index_link(view)]).read_text()
+    assert index.count('href="fusion.html"') == 1
+    assert "Fusion view: 4 candidates against the target" in index and "skipped stages: 1" in index
+
+
 @requires_chromium
 @pytest.mark.timeout(180)
 def test_fusion_view_in_headless_chromium_at_1200px(board, store, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
     view = build_fusion_view(board, store, skipped={"distill": "teacher: <b>not bold</b> missing"})
-    write_site(board, tmp_path / "site", store)
+    write_site(board, tmp_path / "site", store, links=[index_link(view)])
     page_path = write_fusion_view(view, tmp_path / "site")
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -138,5 +146,8 @@ def test_fusion_view_in_headless_chromium_at_1200px(board, store, tmp_path):
         _artefact(tmp_path / "fusion_view.png")
         page.locator("a[href='index.html']").click()
         page.wait_for_url("**/index.html")
+        page.locator("#pages a[href='fusion.html']").click()  # and back again from the index
+        page.wait_for_url("**/fusion.html")
+        assert page.title() == "Bake-off test · fusion view"
         ctx.close()
     assert problems == []

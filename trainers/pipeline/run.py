@@ -289,7 +289,7 @@ class Pipeline:
     def _run_leaderboard(self, out: Path, stats_dir: Path) -> None:
         from harness.suites_config import load_suite
         from leaderboards.build import build_leaderboard
-        from leaderboards.fusion_view import build_fusion_view, write_fusion_view
+        from leaderboards.fusion_view import build_fusion_view, index_link, write_fusion_view
         from leaderboards.render import write_site
         from leaderboards.spec import LeaderboardSpec, ModelEntry
 
@@ -304,11 +304,11 @@ class Pipeline:
                                    f" Skipped {k}: {v}." for k, v in self.skipped.items()))
         stats = [stats_dir] if (stats_dir / "stats.json").is_file() else []
         lb = build_leaderboard(spec, self.store, fusion_stats=stats)
-        write_site(lb, out, self.store)
         wall = {name: self._stage_seconds(stage) for stage, name in self.candidates}
-        write_fusion_view(build_fusion_view(lb, self.store, alpha=r.gate.alpha, n_boot=r.gate.n_boot,
-                                            wall_s={k: v for k, v in wall.items() if v is not None},
-                                            skipped=self.skipped), out)
+        view = build_fusion_view(lb, self.store, alpha=r.gate.alpha, n_boot=r.gate.n_boot,
+                                 wall_s={k: v for k, v in wall.items() if v is not None}, skipped=self.skipped)
+        write_site(lb, out, self.store, links=[index_link(view)])
+        write_fusion_view(view, out)
         for w in lb.warnings:
             log.warning("leaderboard: %s", w)
 
