@@ -3,6 +3,8 @@ models stages make, hashed and skipped like every stage, and a real merge from t
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from harness.errors import UsageError
@@ -70,3 +72,62 @@ def test_merge_stage_body_merges_and_registers_the_candidate(in_tmp):
     stage.run(False)
     assert stage.outputs() is not None
     assert [p.parent for p in pipe.store.model_parents("unit-tiny")] == [str(in_tmp / "base"), str(in_tmp / "a")]
+
+
+# ---- merge-only recipes (FuseO1's shape: sources -> SCE merge -> evaluate, no fusion data) -----
+MERGE_ONLY = {"name": "fo", "target": "smollm2-135m-instruct",
+              "specialists": [{"name": "fo-a", "data": {"builtin": "gsm8k-gold", "rows": 2}, "train": {"max_steps": 1}},
+                              {"name": "fo-b", "data": {"builtin": "gsm8k-gold", "offset": 2, "rows": 2},
+                               "train": {"max_steps": 1}}],
+              "stages": [{"kind": "merge", "name": "sce",
+                          "config": {"merge_method": "sce_fuseai", "base_model": "target", "dtype": "float32",
+                                     "models": [{"model": "target"}, {"model": "fo-a"}, {"model": "fo-b"}]}}],
+              "evaluate": {"suite": "math", "benchmarks": ["gsm8k"], "limit": 2, "backend": "hf"}}
+
+
+def test_a_merge_only_recipe_builds_sources_merge_evaluation_leaderboard_and_gate(in_tmp):
+    rec = Recorder()
+    pipe = pipeline(in_tmp, MERGE_ONLY, rec)
+    assert [s.name for s in pipe.stages] == [
+        "specialist:fo-a", "specialist:fo-b", "sce", "eval:fo-a", "eval:fo-b", "eval:smollm2-135m-instruct",
+        "eval:fo-sce", "leaderboard", "gate"]
+    assert next(s for s in pipe.stages if s.name == "sce").deps == ["specialist:fo-a", "specialist:fo-b"]
+    assert [(e["model"], e["role"]) for e in pipe.evals] == [  # the merged specialists are the sources
+        ("fo-a", "source"), ("fo-b", "source"), ("smollm2-135m-instruct", "target"), ("fo-sce", "candidate")]
+    assert set(next(s for s in pipe.stages if s.name == "leaderboard").deps) == {
+        "eval:fo-a", "eval:fo-b", "eval:smollm2-135m-instruct", "eval:fo-sce"}  # no fusion data stage
+    pipe.run()
+    assert names(rec) == [s.name for s in pipe.stages]
+    rec.ran.clear()
+    pipeline(in_tmp, MERGE_ONLY, rec).run()
+    assert names(rec) == []
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"stages": []}, "the recipe has nothing to fuse: give a `fusion:` section"),
+    ({"sft": {"max_steps": 1}}, "`sft:` trains on the fusion data, and the recipe has no `fusion:` section"),
+    ({"preference": {"method": "dpo"}}, "`preference:` trains on the fusion data"),
+    ({"stages": [{"kind": "fuse_sft"}]}, "stages[0] (kind fuse_sft) trains on the fusion data, and the recipe has no "
+                                         "`fusion:` section: add a `fusion:` section (docs/fusion.md) or remove the "
+                                         "stage (kinds that need none: merge)"),
+    ({"gate": {"candidate": "sft"}}, "gate.candidate must be sft, preference or a `stages` name (sce), got 'sft'"),
+])
+def test_without_fusion_only_stages_that_need_no_fusion_data_may_run(in_tmp, edit, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_pipeline(write(in_tmp, {**MERGE_ONLY, **edit}))
+
+
+def test_a_fusion_recipe_without_an_sft_section_still_trains_the_sft_candidate(in_tmp):
+    recipe = {k: v for k, v in RECIPE.items() if k not in ("sft", "preference")}
+    pipe = pipeline(in_tmp, recipe, Recorder())
+    assert "sft" in [s.name for s in pipe.stages] and pipe.recipe.sft == {}
+
+
+def test_the_shipped_fuseo1_recipe_is_valid():
+    from tests.conftest import REPO
+
+    r, _ = load_pipeline(REPO / "trainers" / "recipes" / "fuseo1_cpu.yaml")
+    assert r.fusion is None and r.sft is None and r.preference is None
+    (merge,) = r.stage_specs
+    assert merge.kind == "merge" and merge.config["merge_method"] == "sce_fuseai"
+    assert [m["model"] for m in merge.config["models"]] == ["target", *(s.name for s in r.specialists)]

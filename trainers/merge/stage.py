@@ -13,7 +13,8 @@ that is evaluated, on the leaderboard and gateable like a trained one.
         options: {lazy_unpickle: true}  # mergekit MergeOptions, passed through
 
 FuseChat's recipe is pairwise-trained candidates (stages) -> this merge -> evaluate; FuseO1's is
-sources (specialists) -> this merge -> evaluate. The stage is hashed on the config with its model
+sources (specialists) -> this merge -> evaluate, a recipe without `fusion:` / `sft:` sections
+(trainers/recipes/fuseo1_cpu.yaml). The stage is hashed on the config with its model
 names mapped, the options, and the fingerprints of the models no stage produces (a produced
 model enters through its stage's outputs), so it reruns only when one of them changes.
 """
@@ -69,4 +70,5 @@ def build_merge(pipe, spec: MergeStage) -> None:
     pipe.add_candidate(spec.stage_name, name)
 
 
-register_stage_kind(StageKind("merge", MergeStage, build_merge, "harness merge: a mergekit config -> a candidate"))
+register_stage_kind(StageKind("merge", MergeStage, build_merge, "harness merge: a mergekit config -> a candidate",
+                               needs_fusion_data=False))

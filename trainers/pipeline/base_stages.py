@@ -114,10 +114,16 @@ def build_preference(pipe, spec: SectionStage) -> None:
     pipe.add_candidate("preference", name)
 
 
+def _evaluated_sources(r: PipelineRecipe) -> list[dict[str, Any]]:
+    """The fusion sources; without a `fusion:` section (a merge-only recipe, FuseO1's shape:
+    sources -> merge -> evaluate) the specialists, which are then what the stages fuse."""
+    return _sources(r) if r.fusion is not None else [{"name": s.name, "model": s.name} for s in r.specialists]
+
+
 def build_eval(pipe, spec: SectionStage) -> None:
     """Each distinct model once (the target is often also a source), one leaderboard row per role."""
     r, ev = pipe.recipe, pipe.recipe.evaluate
-    rows: list[tuple[str, str, str]] = [(x["name"], x["model"], "source") for x in _sources(r)]
+    rows: list[tuple[str, str, str]] = [(x["name"], x["model"], "source") for x in _evaluated_sources(r)]
     rows.append((f"{r.target} (target)", r.target, "target"))
     rows += [(name, name, "candidate") for _, name in pipe.candidates]
     done: dict[str, Path] = {}
@@ -145,12 +151,13 @@ def build_leaderboard(pipe, spec: SectionStage) -> None:
     if not r.leaderboard.enabled:
         return
     out = pipe.workdir / "leaderboard"
-    stats = "data-target" if r.needs_target_samples else "data"
+    # the stage whose stats.json the leaderboard shows (where the training answers came from)
+    stats = ("data-target" if r.needs_target_samples else "data") if r.fusion is not None else None
     pipe.add(Stage(
-        name="leaderboard", deps=[*(f"eval:{m}" for m in _eval_dirs(pipe)), stats],
+        name="leaderboard", deps=[*(f"eval:{m}" for m in _eval_dirs(pipe)), *([stats] if stats else [])],
         spec={"leaderboard": r.leaderboard.model_dump(), "skipped": pipe.skipped,
               "evals": [{k: str(v) for k, v in e.items()} for e in pipe.evals]},
-        run=lambda resume: pipe._run_leaderboard(out, pipe.workdir / stats),
+        run=lambda resume: pipe._run_leaderboard(out, pipe.workdir / stats if stats else None),
         outputs=lambda: files_hash(out / "index.html", out / "fusion.html"),
         describe="leaderboard: candidates vs target vs sources, and the fusion view"))
 
@@ -162,6 +169,9 @@ def build_gate(pipe, spec: SectionStage) -> None:
     gated = r.gate.candidate or (pipe.candidates[-1][0] if pipe.candidates else None)
     if gated in pipe.skipped:
         pipe.skipped["gate"] = f"its candidate's stage {gated} was skipped"
+        return
+    if gated is None:  # every `stages:` entry was skipped and no section made a candidate
+        pipe.skipped["gate"] = "no candidate was built"
         return
     cand, dirs, gate_file = dict(pipe.candidates)[gated], _eval_dirs(pipe), pipe.workdir / "gate" / "gate.json"
     pipe.add(Stage(

@@ -3,6 +3,9 @@
 One file names every stage of implicit model fusion: optional specialist sources trained
 first, the fusion data (trainers/fusion), SFT of the target, a preference stage (WRPO or the
 DPO family), evaluation of sources / target / candidates, the leaderboard and the gate. The
+`fusion:` section (data -> SFT -> preference) is optional: a recipe of specialists and
+`stages:` kinds that read no fusion data (a merge: FuseO1's sources -> SCE -> evaluate) runs
+without it, and then its specialists are the sources that are evaluated. The
 sections reuse the existing recipe formats (a fusion recipe, a trainer config) so nothing has
 two spellings; the pipeline only fills in what links the stages (models, data paths, names).
 
@@ -20,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from harness.errors import UsageError
 from harness.yamlio import load_yaml_mapping
 from trainers.objectives import OBJECTIVES
-from trainers.pipeline.stages import StageSpec, TrainStage, parse_stage
+from trainers.pipeline.stages import STAGE_KINDS, StageSpec, TrainStage, parse_stage
 
 # the `preference` section trains from the SFT candidate on pairs (dpo.jsonl) or WRPO quadruples
 PREFERENCE_FORMATS = ("pref", "wrpo")
@@ -89,9 +92,11 @@ class PipelineRecipe(_Strict):
     data_dir: str | None = Field(None, description="benchmark data dir (default --data-dir / $HARNESS_DATA_DIR)")
     target: str = Field(description="the target model (--model spec)")
     specialists: list[SpecialistSpec] = Field(default_factory=list)
-    fusion: dict[str, Any] = Field(description="a fusion recipe (docs/fusion.md) without name/output_dir/"
-                                               "data_dir; its `target` gives only backend / n for WRPO sampling")
-    sft: dict[str, Any] = Field(default_factory=dict, description="trainer config keys for the target's SFT")
+    fusion: dict[str, Any] | None = Field(None, description="a fusion recipe (docs/fusion.md) without name/"
+                                          "output_dir/data_dir; its `target` gives only backend / n for WRPO "
+                                          "sampling. Without it: no data / sft / preference stages")
+    sft: dict[str, Any] | None = Field(None, description="trainer config keys for the target's SFT on the fusion "
+                                                         "data (default: the trainer's defaults)")
     preference: dict[str, Any] | None = Field(None, description="trainer config keys incl. method: wrpo | dpo ...")
     stages: list[dict[str, Any]] = Field(default_factory=list, description="more stages, each {kind: ..., ...} "
                                          "(trainers/pipeline/stages.py: fuse_sft, fuse_po, infifpo, ...)")
@@ -99,14 +104,23 @@ class PipelineRecipe(_Strict):
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     gate: GateSpec = GateSpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sft_follows_fusion(cls, data: Any) -> Any:
+        """With fusion data the target's SFT always runs (`sft:` only tunes it); without, no SFT."""
+        if isinstance(data, dict) and data.get("fusion") is not None and data.get("sft") is None:
+            return {**data, "sft": {}}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> PipelineRecipe:
         names = [s.name for s in self.specialists]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"specialist names must be unique; repeated: {', '.join(dupes)}")
+        self._check_fusion_optional()
         for key in ("name", "output_dir", "data_dir"):
-            if key in self.fusion:
+            if key in (self.fusion or {}):
                 raise ValueError(f"fusion.{key} is set by the pipeline (work dir, data dir); remove it")
         if self.preference is not None and self.preference.get("method") not in PREFERENCE_METHODS:
             raise ValueError(f"preference.method must be one of {', '.join(PREFERENCE_METHODS)}, "
@@ -119,15 +133,33 @@ class PipelineRecipe(_Strict):
             if n in BUILTIN_STAGES or stage_names.count(n) > 1 or n.startswith(("eval:", "specialist:")):
                 raise ValueError(f"stages: the name {n!r} is taken (built-in stages: {', '.join(BUILTIN_STAGES)}; "
                                  "stage names must be unique); give the entry another `name:`")
-        if self.gate.candidate not in (None, "sft", "preference", *stage_names):
+        if self.gate.candidate not in (None, *(["sft"] if self.fusion is not None else []), "preference",
+                                       *stage_names):
             raise ValueError(f"gate.candidate must be sft, preference or a `stages` name "
                              f"({', '.join(stage_names) or 'none'}), got {self.gate.candidate!r}")
         return self
 
+    def _check_fusion_optional(self) -> None:
+        """Without `fusion:` only the stages that read no fusion data may run, and some must."""
+        if self.fusion is not None:
+            return
+        how = "add a `fusion:` section (docs/fusion.md) or remove"
+        for key in ("sft", "preference"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"`{key}:` trains on the fusion data, and the recipe has no `fusion:` section: "
+                                 f"{how} `{key}:`")
+        for i, spec in enumerate(self.stage_specs):
+            if STAGE_KINDS[spec.kind].needs_fusion_data:
+                raise ValueError(f"stages[{i}] (kind {spec.kind}) trains on the fusion data, and the recipe has no "
+                                 f"`fusion:` section: {how} the stage (kinds that need none: "
+                                 f"{', '.join(sorted(k for k, v in STAGE_KINDS.items() if not v.needs_fusion_data))})")
+        if not self.stages:
+            raise ValueError("the recipe has nothing to fuse: give a `fusion:` section (data -> sft -> preference) "
+                             "or `stages:` entries that need no fusion data, e.g. `{kind: merge, config: ...}` "
+                             "(see trainers/recipes/fuseo1_cpu.yaml)")
+
     @property
     def stage_specs(self) -> list[StageSpec]:
-        from pydantic import ValidationError
-
         out = []
         for i, entry in enumerate(self.stages):
             try:
@@ -161,12 +193,13 @@ def load_pipeline(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     except ValidationError as e:
         raise UsageError(f"invalid pipeline recipe {str(path)!r}: {validation_message(e)}") from e
     base = p.resolve().parent
-    fusion = fusion_recipe(recipe, output_dir="<workdir>/data", target_model="<target-sft>")
-    _check_keys(fusion, FusionRecipe, "fusion.")
-    try:
-        FusionRecipe(**fusion)
-    except ValidationError as e:
-        raise UsageError(f"invalid pipeline recipe {str(path)!r}, fusion section: {validation_message(e)}") from e
+    if recipe.fusion is not None:
+        fusion = fusion_recipe(recipe, output_dir="<workdir>/data", target_model="<target-sft>")
+        _check_keys(fusion, FusionRecipe, "fusion.")
+        try:
+            FusionRecipe(**fusion)
+        except ValidationError as e:
+            raise UsageError(f"invalid pipeline recipe {str(path)!r}, fusion section: {validation_message(e)}") from e
     _check_evaluation(recipe, base, path)
     for where, cfg, method in _trainer_sections(recipe):
         trainer_config(cfg, method, base, model="<model>", data="<data>", output_dir="<out>", name="<name>",
@@ -204,7 +237,8 @@ def _check_evaluation(recipe: PipelineRecipe, base: Path, path: str | Path) -> N
 
 def _trainer_sections(recipe: PipelineRecipe) -> list[tuple[str, dict[str, Any], str]]:
     out = [(f"specialists[{i}].train", s.train, "sft") for i, s in enumerate(recipe.specialists)]
-    out.append(("sft", recipe.sft, "sft"))
+    if recipe.sft is not None:
+        out.append(("sft", recipe.sft, "sft"))
     if recipe.preference is not None:
         out.append(("preference", recipe.preference, recipe.preference["method"]))
     out += [(f"stages[{s.stage_name}].train", s.train, s.kind) for s in recipe.stage_specs if isinstance(s, TrainStage)]
@@ -215,6 +249,7 @@ def fusion_recipe(recipe: PipelineRecipe, output_dir: str, target_model: str | N
                   data_dir: str | None = None, base: Path | None = None) -> dict[str, Any]:
     """The fusion recipe for one data phase: phase 1 has no target (SFT / DPO rows), phase 2
     samples the target-SFT model for WRPO (the sources' answers come back from the store)."""
+    assert recipe.fusion is not None, "only recipes with a `fusion:` section have data phases"
     raw = {k: v for k, v in recipe.fusion.items() if k != "target"}
     raw.update(name=f"{recipe.name}-data", output_dir=output_dir)
     if base is not None:  # the phase's recipe is written into the work dir: pin pool files to ours

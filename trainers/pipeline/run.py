@@ -286,7 +286,7 @@ class Pipeline:
             args += ["--max-tokens", str(ev.max_tokens)]
         self._harness(*args, *ev.args)
 
-    def _run_leaderboard(self, out: Path, stats_dir: Path) -> None:
+    def _run_leaderboard(self, out: Path, stats_dir: Path | None) -> None:
         from harness.suites_config import load_suite
         from leaderboards.build import build_leaderboard
         from leaderboards.fusion_view import build_fusion_view, index_link, write_fusion_view
@@ -302,7 +302,7 @@ class Pipeline:
                                models=entries,
                                description=f"Written by `harness pipeline` from {self.workdir}." + "".join(
                                    f" Skipped {k}: {v}." for k, v in self.skipped.items()))
-        stats = [stats_dir] if (stats_dir / "stats.json").is_file() else []
+        stats = [stats_dir] if stats_dir is not None and (stats_dir / "stats.json").is_file() else []
         lb = build_leaderboard(spec, self.store, fusion_stats=stats)
         wall = {name: self._stage_seconds(stage) for stage, name in self.candidates}
         view = build_fusion_view(lb, self.store, alpha=r.gate.alpha, n_boot=r.gate.n_boot,

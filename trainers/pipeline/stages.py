@@ -80,6 +80,9 @@ class StageKind:
     build: Callable[[Any, Any], None]  # (Pipeline, validated spec) -> adds stages
     summary: str = ""
     section: str = ""  # the recipe section that builds it (trainers/pipeline/base_stages.py); "" for `stages:` kinds
+    # Whether its stages read the `fusion:` section's data (workdir/data). A recipe without
+    # `fusion:` may only hold kinds that do not (e.g. merge: FuseO1's sources -> merge -> evaluate).
+    needs_fusion_data: bool = True
 
 
 STAGE_KINDS: dict[str, StageKind] = {}
