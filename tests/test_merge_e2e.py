@@ -4,7 +4,10 @@ the leaderboard with its lineage.
 
 The two "fine-tunes" are the embedded model plus seeded Gaussian deltas of 1 % of each tensor's
 standard deviation (cheap, deterministic; the size FUSION_METHODS.md §1(a) measured), not SFT runs:
-what this test proves is the merge/registry/evaluation plumbing at real size, not merge quality."""
+what this test proves is the merge/registry/evaluation plumbing at real size, not merge quality.
+
+The second test is FuseO1's loop from one `harness pipeline` recipe (trainers/recipes/fuseo1_cpu.yaml):
+sources that the pipeline fine-tunes (1 SFT step each) -> SCE merge -> evaluate -> leaderboard -> gate."""
 
 from __future__ import annotations
 
@@ -78,3 +81,54 @@ def test_sce_merge_of_two_finetunes_is_registered_evaluated_and_on_the_leaderboa
     assert "parents: smollm2-135m-instruct (base), math-specialist (merged), chat-tune (merged)" in html
     results = json.loads((tmp_path / "runs" / "sce-merge" / "results.json").read_text())
     assert results["benchmarks"]["gsm8k"]["metrics"]
+
+
+def test_fuseo1_recipe_sources_sce_merge_evaluate_from_one_pipeline_command(tmp_path, data_dir, embedded_model_dir):
+    """trainers/recipes/fuseo1_cpu.yaml as shipped (its merge stage and options) with the sources'
+    training and the evaluation shrunk: two 1-step SFT fine-tunes of SmolLM2-135M-Instruct, merged
+    with sce_fuseai onto it, then every model evaluated on 2 GSM8K items, the leaderboard and the
+    gate. Then the same command again: every stage is up to date."""
+    import sqlite3
+
+    from tests.conftest import REPO
+
+    store_path, work = tmp_path / "store.sqlite", tmp_path / "work"
+    # no warmup: one step from lr 0 would leave the weights unchanged (as tests/test_pipeline_e2e.py)
+    tiny = {"max_steps": 1, "batch_size": 2, "max_length": 256, "max_prompt_length": 128, "warmup_ratio": 0.0,
+            "learning_rate": 5e-5}
+    specialists = [{"name": "fuseo1-math-a", "data": {"builtin": "gsm8k-gold", "rows": 2}, "train": tiny},
+                   {"name": "fuseo1-math-b", "data": {"builtin": "gsm8k-gold", "offset": 2, "rows": 2},
+                    "train": {**tiny, "seed": 7}}]
+    evaluate = {"suite": "math", "benchmarks": ["gsm8k"], "limit": 2, "backend": "hf", "max_tokens": 32}
+    args = ["pipeline", str(REPO / "trainers" / "recipes" / "fuseo1_cpu.yaml"), f"workdir={work}",
+            f"specialists={json.dumps(specialists)}", f"evaluate={json.dumps(evaluate)}",
+            "gate={candidate: sce, n_boot: 1000}", "--store", str(store_path), "--data-dir", str(data_dir),
+            "--no-progress"]
+    out = harness_cli(*args, timeout=900).stdout
+    assert "9 stages ran, 0 up to date" in out, out[-3000:]
+
+    store = Store(store_path)
+    assert store.model_parents("fuseo1-cpu-sce") == [ModelParent("smollm2-135m-instruct", "base"),
+                                                     ModelParent("fuseo1-math-a", "merged"),
+                                                     ModelParent("fuseo1-math-b", "merged")]
+    rec = store.get_model("fuseo1-cpu-sce")
+    merge = rec.info["merge"]
+    assert merge["method"] == "sce_fuseai" and merge["sce_tensors"] > 0
+    assert merge["options"] == {"out_shard_size": 100_000_000}  # the recipe's mergekit option reached mergekit
+    assert len(list(Path(rec.path).glob("model-*.safetensors"))) > 1
+    with sqlite3.connect(store_path) as db:  # the sources were trained by the pipeline, from the target
+        parents = dict(db.execute("SELECT name, parent FROM models WHERE name LIKE 'fuseo1-math-%'").fetchall())
+    assert parents == {"fuseo1-math-a": "smollm2-135m-instruct", "fuseo1-math-b": "smollm2-135m-instruct"}
+
+    for model in ("fuseo1-math-a", "fuseo1-math-b", "smollm2-135m-instruct", "fuseo1-cpu-sce"):
+        scored = (work / "eval" / model / "gsm8k.jsonl").read_text().splitlines()
+        assert len(scored) == 2, model
+    html = (work / "leaderboard" / "index.html").read_text()
+    assert "parents: smollm2-135m-instruct (base), fuseo1-math-a (merged), fuseo1-math-b (merged)" in html
+    assert "smollm2-135m-instruct (target)" in html
+    gate = json.loads((work / "gate" / "gate.json").read_text())
+    assert isinstance(gate["passed"], bool) and "gate (sce vs target)" in out
+    assert gate["benchmarks"][0]["benchmark"] == "gsm8k" and gate["benchmarks"][0]["n"] == 2
+
+    again = harness_cli(*args, timeout=300).stdout
+    assert "0 stages ran, 9 up to date" in again, again[-3000:]
