@@ -265,6 +265,9 @@ def loop_steps(model_path: str, method: str, steps: int, batch_size: int, respon
         p = f"Question {i}: Tom has 5 apples and buys 7 more. How many apples does he have?"
         rows.append({"prompt": p, "y_ws": f"5 + 7 = 12. {filler}", "y_wt": f"He has 12 apples. {filler}",
                      "y_l": f"He has 2. {filler}", "chosen": f"5 + 7 = 12. {filler}", "rejected": f"He has 2. {filler}"})
+        if method == "infifpo":  # two sources' log-probs in the authors' format: the fusion is precomputed
+            rows[-1].update(fuse_chosen_logps=[-40.0, -52.0], fuse_mean_chosen_logps=[-0.625, -0.8125],
+                            fuse_rejected_logps=[-70.0, -66.0], fuse_mean_rejected_logps=[-1.09375, -1.03125])
     (tmp / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = load_config(None, method, {"model": model_path, "data": str(tmp / "rows.jsonl"), "output_dir": str(tmp / "o"),
                                      "max_steps": steps, "batch_size": batch_size, "logging_steps": 1})
