@@ -65,9 +65,14 @@ def test_reply_extraction_continues_the_prefill():
     assert program_from_reply("no code here", "f", prefilled=False) is None
 
 
-# All 399 take minutes of sandbox time on 2 cores (a few references alone run ~20 s each), so CI
-# checks a seeded sample; HARNESS_FULL_CANONICAL=1 checks every task.
+# All 399 take ~6 min of sandbox time on 2 idle cores, so CI checks a seeded sample;
+# HARNESS_FULL_CANONICAL=1 checks every task.
 FULL = os.environ.get("HARNESS_FULL_CANONICAL") == "1"
+# Mbpp/255's plus set asks for 1.66 M tuples of 77 items in one call (over 1 GB as objects, about
+# 170 MB encoded): more than the sandbox carries back per result (harness.scoring.code
+# MAX_OUTPUT_CHARS), so no solution passes its plus tests here; EvalPlus compares in-process.
+# Named, so any other task failing still fails this test.
+BEYOND_TRANSPORT = {"Mbpp/255"}
 
 
 def test_canonical_solutions_pass_base_and_plus(bench):
@@ -76,9 +81,11 @@ def test_canonical_solutions_pass_base_and_plus(bench):
         exs = random.Random(0).sample(exs, 30)
     scores = bench.score(exs, _complete(bench, exs, lambda e: e.data["canonical_solution"].lstrip("\n")))
     failing = [(s["id"], s["outcomes"], s["reason"]) for s in scores if s["score"] != 1.0]
-    assert not failing, failing[:5]
-    m = bench.aggregate(scores)
-    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == len(exs)
+    assert {f[0] for f in failing} == BEYOND_TRANSPORT & {e.id for e in exs}, ([f[0] for f in failing], failing[:5])
+    passed = [s for s in scores if s["id"] not in BEYOND_TRANSPORT]
+    m = bench.aggregate(passed)
+    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == len(passed)
+    assert all(s["base_score"] == 1.0 for s in scores)  # Mbpp/255 passes its base tests
 
 
 def test_solution_tuned_to_base_inputs_passes_base_and_fails_plus(bench):
@@ -106,3 +113,42 @@ def test_oracle_float_tolerance(bench):
 def test_mbpp_assert_test_for_fusion_pools():
     t = mbpp_assert_test(["assert f(1) == 2"], "import math")
     assert t.startswith("import math\n\n") and "def check(candidate):\n    assert f(1) == 2" in t
+
+
+def test_ground_truth_runs_in_a_budgeted_child(monkeypatch):
+    """Expected outputs come from a forked child: literal outputs as their repr, and None (the
+    sandboxed test then calls the reference itself) for outputs too large, too slow, too much
+    memory, or not literals, without touching the harness process."""
+    import harness.benchmarks.evalplus_mbpp as ev
+
+    monkeypatch.setattr(ev, "_expected_cache", {})
+    assert ev.expected_outputs("def f(x):\n    return [x, x * 0.5]\n", "f", [(1,), (3,)]) == "[[1, 0.5], [3, 1.5]]"
+    assert ev.expected_outputs("def f(x):\n    return object()\n", "f", [(1,)]) is None  # repr not a literal
+    monkeypatch.setattr(ev, "EXPECTED_MAX_CHARS", 1000)
+    assert ev.expected_outputs("def f(n):\n    return 'x' * n\n", "f", [(10,), (5000,)]) is None
+    monkeypatch.setattr(ev, "EXPECTED_MEMORY_BYTES", 256 << 20)
+    assert ev.expected_outputs("def f(n):\n    return len(bytearray(n))\n", "f", [(2 << 30,)]) is None
+    monkeypatch.setattr(ev, "EXPECTED_TIMEOUT_S", 1)
+    assert ev.expected_outputs("def f(n):\n    while True:\n        pass\n", "f", [(1,)]) is None
+    assert ev.expected_outputs("def f(n):\n    return n + 1\n", "f", [(1,)]) == "[2]"  # still usable
+
+
+def test_evalplus_special_oracles_set_eq_and_not_none(tmp_path):
+    """Set-valued tasks compare as sets (their references iterate sets, whose order follows the
+    string-hash seed); not-None tasks compare bool results with 'exp is not None'."""
+    from harness.benchmarks.evalplus_mbpp import oracle_test
+
+    def verdict(entry, out, expected):
+        ns: dict = {}
+        exec(oracle_test(entry, [("a",)], 0.0, expected), ns)  # noqa: S102 - our own test text
+        try:
+            ns["check"](lambda *a: out)
+            return True
+        except AssertionError:
+            return False
+
+    assert verdict("similar_elements", ("y", "x"), "[('x', 'y')]")  # order differs: still a match
+    assert not verdict("similar_elements", ("x",), "[('x', 'y')]")
+    assert not verdict("other_task", ("y", "x"), "[('x', 'y')]")  # elsewhere order matters
+    assert verdict("check_str", True, "['match']") and not verdict("check_str", False, "['match']")
+    assert verdict("check_str", "m", "['match']") and not verdict("check_str", None, "['match']")

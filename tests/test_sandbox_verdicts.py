@@ -29,6 +29,16 @@ def test_special_floats_and_numpy_become_plain():
     assert plain.loads(plain.dumps(np.arange(3))) == [0, 1, 2]
 
 
+def test_stdlib_dict_subclasses_travel_as_dicts_that_compare_equal():
+    import collections
+
+    for v in (collections.Counter("abca"), collections.OrderedDict(b=1, a=2), collections.defaultdict(int, x=1)):
+        back = plain.loads(plain.dumps(v))
+        assert type(back) is dict and back == v  # Mbpp/88's freq_count returns a Counter
+    with pytest.raises(plain.PlainValueError):  # a user subclass of Counter is still refused
+        plain.dumps(type("C", (collections.Counter,), {})("ab"))
+
+
 def test_canonical_text_tells_types_apart():
     assert len({plain.canonical(plain.dumps(v)) for v in (1, 1.0, True, "1", (1,), [1])}) == 6
 
@@ -55,6 +65,21 @@ def test_depth_scan_ignores_brackets_inside_strings():
 def verdicts(programs: dict[str, str | None], test: FunctionTest, timeout_s: float = 3.0):
     res = check_functions([(k, p, test) for k, p in programs.items()], timeout_s=timeout_s)
     return {k: v.outcome for k, v in res.items()}, res
+
+
+def test_results_that_are_not_plain_cross_as_opaque_stand_ins():
+    """A re.Match (EvalPlus's not-None tasks, Mbpp/737) comes back as an Opaque: a not-None
+    test passes on it, an equality test fails on it, and nothing of the object crosses."""
+    ref = "import re\ndef find(s):\n    return re.search('a', s)\n"
+    not_none = FunctionTest(entry_point="find", reference=ref,
+                            test="def check(candidate):\n    assert candidate('xa') is not None\n")
+    out, _ = verdicts({"match": ref, "none": "def find(s):\n    return None\n"}, not_none)
+    assert out == {"match": "passed", "none": "failed"}
+    equal = FunctionTest(entry_point="add", reference=ADD_REF, test="def check(candidate):\n    assert candidate(2, 3) == 5\n")
+    sneaky = "class Five:\n    def __eq__(self, o):\n        return True\ndef add(x, y):\n    return Five()\n"
+    out, _ = verdicts({"sneaky": sneaky}, equal)
+    assert out == {"sneaky": "failed"}  # its always-equal __eq__ stayed in its own process
+    assert repr(plain.loads(plain.dumps_opaque(object()))) == "<opaque builtins.object>"
 
 
 def test_outcomes_of_the_usual_failures():

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import resource
+import signal
+from collections.abc import Callable
 from typing import Any
 
 # tools/mbpp/fix_v011.py (issue evalplus#147): the 21 tasks v0.2.0 drops (399 -> 378).
@@ -38,8 +42,12 @@ URLS_REMOVED_IN_V011 = {
     "Mbpp/783": "https://www.geeksforgeeks.org/program-change-rgb-color-model-hsv-color-model/",
     "Mbpp/803": "https://www.geeksforgeeks.org/check-if-given-number-is-perfect-square-in-cpp/",
 }
-# evalplus/evaluate.py: only "is the result not None" is compared for these entry points.
+# evalplus/eval/_special_oracle.py: only "is the result not None" is compared for these entry
+# points, and these outputs are compared as sets (their references build them from sets, so their
+# order depends on the process's string-hash seed).
 OUTPUT_NOT_NONE = ("check_str", "text_match_three", "text_starta_endb")
+OUTPUT_SET_EQ = ("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
+                 "intersection_array", "find_dissimilar", "Diff")
 
 _TUPLE_ARGS = {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740,
                744, 809}
@@ -121,6 +129,11 @@ def _matches(out, exp, atol):
         exact = True
     elif _ENTRY == "sum_div":  # Mbpp/295 special oracle
         exact = exact or out == 0
+    elif _SET_EQ:  # evalplus: exact_match = set(out) == set(exp)
+        try:
+            exact = set(out) == set(exp)
+        except TypeError:
+            exact = False
     if atol == 0 and _is_floats(exp):
         atol = 1e-6
     if not exact and atol != 0:
@@ -131,41 +144,84 @@ def check(candidate):
     for i, args in enumerate(_INPUTS):
         exp = _EXPECTED[i] if _EXPECTED is not None else __reference__(*copy.deepcopy(args))
         out = candidate(*copy.deepcopy(args))
-        if _NOT_NONE:
-            assert (out is not None) == (exp is not None), args
+        if _NOT_NONE:  # evalplus: a bool result must equal "exp is not None", else out is not None
+            want = exp is not None
+            assert (out == want) if isinstance(out, bool) else ((out is not None) == want), args
         else:
             assert _matches(out, exp, _ATOL), args
 '''
 
 
-def oracle_test(entry_point: str, inputs: list, atol: float, expected: list | None = None) -> str:
+def oracle_test(entry_point: str, inputs: list, atol: float, expected: str | None = None) -> str:
     """A check(candidate) comparing the program with the canonical solution on `inputs` the
-    way EvalPlus does. `expected`: the reference's outputs computed beforehand (EvalPlus's
-    get_groundtruth; expected_outputs()), else the test calls the reference per input."""
+    way EvalPlus does. `expected`: the repr of the reference's outputs computed beforehand
+    (EvalPlus's get_groundtruth; expected_outputs()), else the test calls the reference per input."""
     return (_PREAMBLE + f"_INPUTS = {[list(a) for a in inputs]!r}\n_ATOL = {float(atol)!r}\n_ENTRY = {entry_point!r}\n"
-            f"_NOT_NONE = {entry_point in OUTPUT_NOT_NONE!r}\n_EXPECTED = {expected!r}\n" + _ORACLE)
+            f"_NOT_NONE = {entry_point in OUTPUT_NOT_NONE!r}\n_SET_EQ = {entry_point in OUTPUT_SET_EQ!r}\n"
+            f"_EXPECTED = {expected or 'None'}\n" + _ORACLE)
 
 
-_expected_cache: dict[tuple[str, str], list | None] = {}
+# Budgets of the ground-truth child. Some plus sets make the reference build huge outputs
+# (Mbpp/255: 46 s and 11 GB in-process, and not a literal anyway); such tasks keep calling the
+# reference inside the sandboxed test, one input at a time, as EvalPlus's per-call path does.
+EXPECTED_MAX_CHARS = 8_000_000
+EXPECTED_MEMORY_BYTES = 3 << 30
+EXPECTED_TIMEOUT_S = 120
+_expected_cache: dict[tuple[str, str], str | None] = {}
 
 
-def expected_outputs(reference: str, entry_point: str, inputs: list) -> list | None:
-    """The canonical solution's outputs, run in this process as EvalPlus's get_groundtruth does
-    (dataset code, trusted), so the sandboxed test runs the reference once instead of once per
-    check. None when an output's repr() does not read back as the same value (the test then
-    calls the reference itself). Cached per process."""
+def expected_outputs(reference: str, entry_point: str, inputs: list) -> str | None:
+    """repr() of the canonical solution's outputs, computed as EvalPlus's get_groundtruth does
+    (dataset code, trusted) so the sandboxed test runs the reference once instead of once per
+    check. Runs in a forked child under a memory and time budget, so a task whose outputs are
+    huge cannot take the harness down; None (the test then calls the reference itself) when the
+    budget is exceeded or an output's repr() does not read back as the same value. Cached per
+    process."""
     key = (reference, repr(inputs))
     if key not in _expected_cache:
-        ns: dict[str, Any] = {}
-        exec(reference, ns)  # noqa: S102 - the dataset's canonical solution, as EvalPlus runs it
-        outs = [ns[entry_point](*copy.deepcopy(list(a))) for a in inputs]
-        text = repr(outs)
-        try:
-            same = repr(eval(text, {"inf": math.inf, "nan": math.nan})) == text  # noqa: S307 - our own repr
-        except Exception:  # noqa: BLE001 - objects without a literal repr
-            same = False
-        _expected_cache[key] = outs if same else None
+        _expected_cache[key] = _in_forked_child(lambda: _expected_repr(reference, entry_point, inputs))
     return _expected_cache[key]
+
+
+def _expected_repr(reference: str, entry_point: str, inputs: list) -> str | None:
+    ns: dict[str, Any] = {}
+    exec(reference, ns)  # noqa: S102 - the dataset's canonical solution, as EvalPlus runs it
+    parts, size = [], 2
+    for a in inputs:
+        parts.append(repr(ns[entry_point](*copy.deepcopy(list(a)))))
+        size += len(parts[-1]) + 2
+        if size > EXPECTED_MAX_CHARS:
+            return None
+    text = "[" + ", ".join(parts) + "]"
+    try:
+        same = repr(eval(text, {"inf": math.inf, "nan": math.nan})) == text  # noqa: S307 - our own repr
+    except Exception:  # noqa: BLE001 - objects without a literal repr
+        same = False
+    return text if same else None
+
+
+def _in_forked_child(fn: Callable[[], str | None]) -> str | None:
+    """fn() in a fork with an address-space cap and an alarm; None when it fails or overruns."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no logging, no return to the caller's frames
+        status = 1
+        try:
+            os.close(read_fd)
+            vm = int(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmSize:"))) * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (vm + EXPECTED_MEMORY_BYTES, vm + EXPECTED_MEMORY_BYTES))
+            signal.alarm(EXPECTED_TIMEOUT_S)
+            text = fn()
+            with os.fdopen(write_fd, "w") as out:
+                out.write("" if text is None else "=" + text)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    return data[1:] if status == 0 and data.startswith("=") else None
 
 
 def mbpp_assert_test(tests: list[str], setup: str = "") -> str:

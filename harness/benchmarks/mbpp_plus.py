@@ -21,11 +21,13 @@ Execution: harness.scoring.code (verdicts decided outside the model's process), 
 sample: the base inputs and the plus inputs, each compared with the canonical solution's
 outputs by EvalPlus's oracle (harness.benchmarks.evalplus_mbpp). EvalPlus's per-input time
 limits (max(0.1 s, 2 x the reference's time)) become one budget per run: `timeout_s`
-(base, 3 s) and `plus_timeout_s` (plus, 60 s: a few plus sets take the reference itself
-tens of seconds), times the machine-speed factor; a solution that is correct but more than
-2x slower than the reference can pass here and not upstream. Expected outputs are computed
-once in the harness process from the canonical solution, as EvalPlus's get_groundtruth does
-(option `precompute_expected`).
+(base, 3 s) and `plus_timeout_s` (plus, 120 s: a few plus sets take the reference itself tens
+of seconds; Mbpp/599's 88 sums up to 1e8 about a minute), times the machine-speed factor; a
+solution that is correct but more than 2x slower than the reference can pass here and not
+upstream. Expected outputs are computed once from the canonical solution, as EvalPlus's
+get_groundtruth does (option `precompute_expected`), in a forked child with a 3 GiB / 120 s /
+8 MB-of-repr budget; tasks over it (Mbpp/255's plus outputs took 46 s and 11 GB) call the
+reference inside the sandboxed test.
 Metrics: `pass@1` = base tests and plus tests both passed (EvalPlus's "base + extra tests",
 the MBPP+ number), `pass@1_base` = base tests only; outcome counts; pass@k for n >= k.
 VERSION 1.
@@ -62,10 +64,10 @@ class MBPPPlusOptions(BenchmarkOptions):
     version: Literal["v0.1.0", "v0.2.0"] = "v0.1.0"
     prefill: bool = True
     timeout_s: float = 3.0
-    plus_timeout_s: float = 60.0
+    plus_timeout_s: float = 120.0
     workers: int | None = None
-    # expected outputs computed once in the harness process (EvalPlus's ground truth), so the
-    # sandboxed test does not rerun the reference per check; false: the test calls it
+    # expected outputs computed once (EvalPlus's ground truth, in a budgeted child process), so
+    # the sandboxed test does not rerun the reference per check; false: the test calls it
     precompute_expected: bool = True
 
 

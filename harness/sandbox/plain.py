@@ -4,10 +4,12 @@ Stdlib only: this file is also prepended to the sandbox bootstrap (core._BOOTSTR
 code inside the sandbox and the harness share one codec.
 
 A plain value is built from exactly these builtin types (no subclasses): None, bool, int,
-float, str, bytes, complex, list, tuple, dict, set, frozenset. It travels as JSON where types
+float, str, bytes, complex, list, tuple, dict, set, frozenset; collections.Counter, OrderedDict
+and defaultdict are sent as dict (equal to them under ==). It travels as JSON where types
 JSON cannot tell apart are tagged: {"$t": [...]} tuple, {"$d": [[k, v], ...]} dict (any
 hashable key, insertion order kept), {"$s": [...]} set, {"$fs": [...]} frozenset,
-{"$b": "hex"} bytes, {"$c": [re, im]} complex, {"$f": "nan" | "inf" | "-inf"} float. A JSON
+{"$b": "hex"} bytes, {"$c": [re, im]} complex, {"$f": "nan" | "inf" | "-inf"} float, and
+{"$o": "module.Type"} (decoded as an Opaque) for a program's result of any other type. A JSON
 object is never a value of its own, so a tag cannot be confused with data.
 
 The harness parses text produced by untrusted code only through `loads_bounded`: size checked
@@ -25,8 +27,42 @@ _STRINGS = _re.compile(r'"(?:[^"\\]|\\.)*"', _re.S)
 _NOT_BRACKETS = _re.compile(r"[^\[\]{}]+")
 
 
+# The stdlib's dict subclasses travel as dict (a Counter compares equal to the dict of its items,
+# as a test comparing them would find); their class is not kept.
+_DICT_LIKE = ("collections.Counter", "collections.OrderedDict", "collections.defaultdict")
+
+
+def _qualname(t) -> str:
+    return f"{getattr(t, '__module__', '')}.{getattr(t, '__qualname__', '')}"
+
+
 class PlainValueError(ValueError):
     """The value is not plain, too deep, too large, or not valid encoded JSON."""
+
+
+class NotPlainError(PlainValueError):
+    """The value (or a part of it) is of a type outside the plain set."""
+
+
+class Opaque:
+    """A program's result that is not a plain value (a re.Match, an object of its own): only the
+    type's name crosses, as {"$o": name}. It equals nothing but itself, so a test sees that
+    something other than None came back (EvalPlus's not-None oracles) and any comparison with
+    an expected value fails, as it should for a value the harness cannot inspect."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<opaque {self.type_name}>"
+
+
+def dumps_opaque(x):
+    """The {"$o": type name} stand-in of a result that is not plain (calls mode only)."""
+    t = type(x)
+    return _json.dumps({"$o": f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', '?')}"[:200]})
 
 
 def encode(x, depth=0):
@@ -43,8 +79,8 @@ def encode(x, depth=0):
         return [encode(v, depth + 1) for v in x]
     if t is tuple:
         return {"$t": [encode(v, depth + 1) for v in x]}
-    if t is dict:
-        return {"$d": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in x.items()]}
+    if t is dict or _qualname(t) in _DICT_LIKE:
+        return {"$d": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in dict.items(x)]}
     if t is set or t is frozenset:
         return {"$s" if t is set else "$fs": [encode(v, depth + 1) for v in x]}
     if t is bytes:
@@ -55,14 +91,14 @@ def encode(x, depth=0):
         conv = getattr(x, "tolist", None) if hasattr(x, "shape") and x.shape != () else getattr(x, "item", None)
         if conv is not None:
             return encode(conv(), depth + 1)
-    raise PlainValueError(f"not a plain value: {t.__module__}.{t.__qualname__}")
+    raise NotPlainError(f"not a plain value: {t.__module__}.{t.__qualname__}")
 
 
 def dumps(x):
     return _json.dumps(encode(x), ensure_ascii=False, allow_nan=False)
 
 
-_TAGS = {"$t", "$d", "$s", "$fs", "$b", "$c", "$f"}
+_TAGS = {"$t", "$d", "$s", "$fs", "$b", "$c", "$f", "$o"}
 
 
 def decode(j, depth=0):
@@ -89,6 +125,10 @@ def decode(j, depth=0):
         if type(v) is not str:
             raise PlainValueError("malformed bytes")
         return bytes.fromhex(v)
+    if tag == "$o":
+        if type(v) is not str or len(v) > 200:
+            raise PlainValueError("malformed opaque value")
+        return Opaque(v)
     if type(v) is not list:
         raise PlainValueError(f"malformed {tag}")
     items = [decode(e, depth + 1) for e in v]

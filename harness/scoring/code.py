@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 DRIVER = (Path(__file__).parent / "_function_driver.py").read_text(encoding="utf-8")
 DRIVER_VERSION = hashlib.sha256(DRIVER.encode()).hexdigest()[:12]
 MAX_ROUNDS = 16  # replays that may each discover a new call (tests without a reference)
-MAX_OUTPUT_CHARS = 1 << 20  # one encoded result
-RECORD_TIMEOUT_S = 30.0
+MAX_OUTPUT_CHARS = 4 << 20  # one encoded result (MBPP+'s largest plus output, Mbpp/630, is 2.0M)
+RECORD_TIMEOUT_S = 120.0  # trusted, once per test and cached: MBPP+'s slowest plus sets take ~60 s
 RECORD_BATCH = 16
 # Recordings are also kept on disk (keyed by a hash of the driver, test and reference), so a new
 # process does not record again. Programs cannot write there: HOME is hidden and read-only.
