@@ -29,6 +29,8 @@ def test_teacher_stage_and_distillation_candidates_are_built_in_order(in_tmp):
     assert cfg["method"] == "distill_ce" and cfg["objective"]["sources"] == ["gemma"]
     assert cfg["objective"]["teacher"].endswith("teacher/teacher") and cfg["max_steps"] == 1
     assert by_name["teacher-uld-all"].spec["config"]["objective"]["zscore"] is True
+    recipe = by_name["teacher"].spec["recipe"]  # the capture cuts rows like its (longest) training run
+    assert (recipe["max_length"], recipe["max_prompt_length"]) == (cfg["max_length"], cfg["max_prompt_length"])
     assert ("teacher-distill_ce-gemma", "unit-teacher-distill_ce-gemma") in pipe.candidates
     pipe.run()
     ran = names(rec)

@@ -44,6 +44,10 @@ def cmd_teacher(args) -> int:
                       f"{'' if e.same_tokenizer else ', cross-tokenizer'}{cov}")
         for rid, why in r["errors"].items():
             err_console.print(f"[bold red]error:[/] {e.name} row {rid}: {why}")
+    cut = manifest.truncation
+    if cut is not None and cut.truncated:
+        console.print(f"{cut.truncated} of {cut.rows} rows cut to max_length={cut.max_length} pivot tokens (every "
+                      "model scores the same cut text; they lose their EOS)")
     if reports["dropped_rows"]:
         console.print(f"dropped rows: {reports['dropped_rows']}")
     console.print(f"wrote {Path(manifest.map_cache).parent / 'teacher.json'}")

@@ -122,7 +122,7 @@ def _signals(manifest: TeacherManifest, hp, store, pivot_texts: list[str] | None
         tok = AutoTokenizer.from_pretrained(resolve_model(e.model, store).path)
         out.append(TG.cross_source(e.name, tf, tok, pivot_texts, tf.ids(), vocab_align=manifest.vocab_align,
                                    pivot=TeacherFile(Path(manifest.pivot.directory)),
-                                   cache_dir=Path(manifest.map_cache)))
+                                   cache_dir=Path(manifest.map_cache), rules=manifest.token_rules))
     return out
 
 

@@ -7,6 +7,8 @@
   data: data/sft.jsonl              # SFT rows (trainers/data.py formats), relative to the recipe
   limit: 32
   top_k: 10
+  max_length: 1024                  # as the training run's: responses cut, rows counted (truncate.py)
+  max_prompt_length: 512
   output_dir: runs/teacher
 
 The stage captures the pivot and every source (trainers/distill/teacher.py), builds the vocabulary
@@ -30,6 +32,7 @@ from trainers.data import _Bad, load_raw, normalize
 from trainers.distill import align as A
 from trainers.distill import targets as TG
 from trainers.distill.teacher import CaptureJob, TeacherFile, capture
+from trainers.distill.truncate import TruncationReport, truncate_requests
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,13 @@ class TeacherRecipe(_Strict):
     vocab_align: Literal["mined", "exact", "statistics"] = Field("mined", description=(
         "mined: FuseLLM --vocab_align_type soft (the README setting); exact: hard; "
         "statistics: FuseChat's co-alignment map (align_token_and_vocab.py --align_type default)"))
+    token_rules: Literal["fusellm", "fusechat"] | None = Field(None, description=(
+        "which pivot positions take a source's top-k: fusellm (one-to-one matches, one-hot otherwise) or "
+        "fusechat (also its n-to-1 / 1-to-n suffix and prefix rules); default: fusechat with statistics"))
     coverage_warning: float = Field(0.5, ge=0, le=1, description="warn below this share of one-to-one positions")
+    max_length: int = Field(1024, ge=8, description="the training run's max_length (trainer default): prompt + "
+                            "response pivot tokens; longer responses are cut for every model (truncate.py)")
+    max_prompt_length: int = Field(512, ge=1, description="the training run's: rows with longer prompts are dropped")
     output_dir: str
 
 
@@ -76,9 +85,11 @@ class TeacherManifest(BaseModel):
     sources: list[SourceEntry]
     top_k: int
     vocab_align: str
+    token_rules: str = "fusellm"
     map_cache: str
     data: str
     rows: int
+    truncation: TruncationReport | None = None  # rows cut to max_length / dropped for their prompt
 
 
 def load_recipe(path: str, overrides: dict | None = None) -> tuple[TeacherRecipe, Path]:
@@ -135,28 +146,40 @@ def _checked(rep, name: str):
     return rep
 
 
+def _requests(recipe: TeacherRecipe, data: str, pivot_tok) -> tuple[list[TextScoreRequest], TruncationReport, dict]:
+    """The rows every model scores: valid SFT rows, cut to the recipe's max_length on the pivot's tokens."""
+    rows, _ = load_raw(data, recipe.limit)
+    requests, dropped = requests_from_rows(rows)
+    requests, cut, too_long = truncate_requests(requests, pivot_tok, max_length=recipe.max_length,
+                                                max_prompt_length=recipe.max_prompt_length, model_name=recipe.pivot)
+    dropped.update({int(rid): why for rid, why in too_long.items()})
+    if not requests:
+        raise UsageError(f"no valid SFT rows in {data}: {dropped}")
+    return requests, cut, dropped
+
+
 def run_teacher(recipe: TeacherRecipe, base: Path, store) -> tuple[TeacherManifest, dict]:
     """Capture the pivot and every source, map the cross-tokenizer vocabularies, measure coverage,
     write the manifest. Returns it with the per-model capture reports (and the rows dropped)."""
     out = (base / recipe.output_dir).resolve()
     data = str((base / recipe.data).resolve()) if not recipe.data.startswith("hf:") else recipe.data
-    rows, _ = load_raw(data, recipe.limit)
-    requests, dropped = requests_from_rows(rows)
-    if not requests:
-        raise UsageError(f"no valid SFT rows in {data}: {dropped}")
-    reports = {"dropped_rows": dropped}
-    job = CaptureJob(recipe.pivot, requests, out / "teachers", recipe.top_k, recipe.shard_rows, recipe.backend)
-    prep = _checked(capture(job, store=store), "pivot")
-    reports["pivot"] = prep.model_dump()
     pivot_model = resolve_model(recipe.pivot, store)
     pivot_tok = _tokenizer(pivot_model.path)
+    requests, cut, dropped = _requests(recipe, data, pivot_tok)
+    reports = {"dropped_rows": dropped, "truncation": cut.model_dump()}
+    truncated = frozenset(cut.truncated_rows)
+    rules = recipe.token_rules or TG.default_rules(recipe.vocab_align)
+    job = CaptureJob(recipe.pivot, requests, out / "teachers", recipe.top_k, recipe.shard_rows, recipe.backend,
+                     truncated=truncated)
+    prep = _checked(capture(job, store=store), "pivot")
+    reports["pivot"] = prep.model_dump()
     pivot_texts = A.vocab_texts(pivot_tok)
     pivot = _entry("pivot", recipe.pivot, prep, pivot_model, True)
     entries = []
     ids = [r.id for r in requests]
     for src in recipe.sources:
         rep = _checked(capture(CaptureJob(src.model, requests, out / "teachers", recipe.top_k, recipe.shard_rows,
-                                          src.backend or recipe.backend), store=store), src.name)
+                                          src.backend or recipe.backend, truncated=truncated), store=store), src.name)
         reports[src.name] = rep.model_dump()
         model = resolve_model(src.model, store)
         tok = _tokenizer(model.path)
@@ -166,7 +189,8 @@ def run_teacher(recipe: TeacherRecipe, base: Path, store) -> tuple[TeacherManife
         if not same:
             pivot_file = TeacherFile(Path(prep.directory))
             sig = TG.cross_source(src.name, TeacherFile(Path(rep.directory)), tok, pivot_texts, ids,
-                                  vocab_align=recipe.vocab_align, pivot=pivot_file, cache_dir=out / "maps")
+                                  vocab_align=recipe.vocab_align, pivot=pivot_file, cache_dir=out / "maps",
+                                  rules=rules)
             stats = TG.AlignStats()
             for rid in ids:
                 TG.fused_targets(rid, pivot_file.row(rid).token_ids.tolist(), pivot_file, [sig], pivot_texts,
@@ -174,7 +198,8 @@ def run_teacher(recipe: TeacherRecipe, base: Path, store) -> tuple[TeacherManife
             entry.coverage = TG.warn_coverage(stats, recipe.coverage_warning)[src.name]
         entries.append(entry)
     manifest = TeacherManifest(pivot=pivot, sources=entries, top_k=recipe.top_k, vocab_align=recipe.vocab_align,
-                               map_cache=str(out / "maps"), data=data, rows=len(requests))
+                               token_rules=rules, map_cache=str(out / "maps"), data=data, rows=len(requests),
+                               truncation=cut)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(manifest.model_dump_json(indent=1))
     return manifest, reports

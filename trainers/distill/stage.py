@@ -69,7 +69,7 @@ def build_teacher(pipe, spec: TeacherStage) -> None:
         sources.append({"name": s.name, "model": model, **({"backend": s.backend} if s.backend else {})})
     recipe = {"pivot": pipe.recipe.target, "sources": sources, "data": str(data), "top_k": spec.top_k,
               "shard_rows": spec.shard_rows, "backend": spec.backend, "vocab_align": spec.vocab_align,
-              "output_dir": str(out / "teacher")}
+              **_capture_lengths(pipe, stage, data, spec.train), "output_dir": str(out / "teacher")}
 
     def run(resume: bool) -> None:  # captures resume by themselves (finished shards are kept)
         out.mkdir(parents=True, exist_ok=True)
@@ -83,14 +83,31 @@ def build_teacher(pipe, spec: TeacherStage) -> None:
         _build_run(pipe, stage, out / "teacher", data, r)
 
 
-def _build_run(pipe, teacher_stage: str, teacher_dir: Path, data: Path, r: DistillRun) -> None:
+def _run_config(pipe, teacher_stage: str, teacher_dir: Path, data: Path, r: DistillRun) -> tuple[str, str, dict]:
+    """(stage name, candidate name, trainer config) of one distillation run."""
     stage = r.name or f"{teacher_stage}-{r.method}-{'+'.join(r.sources) if r.sources else 'all'}"
-    start, start_dep = pipe.start_model(r.start)
+    start, _ = pipe.start_model(r.start)
     name = f"{pipe.recipe.name}-{stage}"
-    stage_dir = pipe.workdir / slug(stage)
     objective = {**r.objective, "teacher": str(teacher_dir), **({"sources": r.sources} if r.sources else {})}
     cfg = pipe.trainer_config({**r.train, "objective": objective}, r.method, model=start, data=str(data),
-                              output_dir=str(stage_dir / "model"), name=name)
+                              output_dir=str(pipe.workdir / slug(stage) / "model"), name=name)
+    return stage, name, cfg
+
+
+def _capture_lengths(pipe, teacher_stage: str, data: Path, runs: list[DistillRun]) -> dict[str, int]:
+    """The capture cuts rows like the longest of its training runs (a shorter run cuts further at
+    read time, trainers/distill/truncate.py); no runs: the recipe's defaults (the trainer's)."""
+    cfgs = [_run_config(pipe, teacher_stage, Path("teacher"), data, r)[2] for r in runs]
+    if not cfgs:
+        return {}
+    return {"max_length": max(c["max_length"] for c in cfgs),
+            "max_prompt_length": max(c["max_prompt_length"] for c in cfgs)}
+
+
+def _build_run(pipe, teacher_stage: str, teacher_dir: Path, data: Path, r: DistillRun) -> None:
+    stage, name, cfg = _run_config(pipe, teacher_stage, teacher_dir, data, r)
+    start, start_dep = pipe.start_model(r.start)
+    stage_dir = pipe.workdir / slug(stage)
     pipe.add(Stage(
         name=stage, deps=["data", teacher_stage, *start_dep],
         spec={"config": cfg, "start": (lambda: pipe.model_fp(start)) if not start_dep else None},

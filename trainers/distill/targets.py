@@ -22,6 +22,7 @@ from harness.errors import UsageError
 from trainers.distill import align as A
 from trainers.distill.fuse import RowDist, fuse_row
 from trainers.distill.teacher import TeacherFile
+from trainers.distill.truncate import cut_to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class SourceSignal:
     texts: list[str] | None = None  # decoded vocabulary (cross-tokenizer only)
     vocab_map: dict[int, int] = field(default_factory=dict)  # source id -> pivot id (cross only)
     soft: bool = True  # match through vocab_map (MinED / statistics) or exact text only
+    rules: str = "fusellm"  # which positions take the source's top-k (align.RULES)
 
 
 def occurring_ids(teacher: TeacherFile, row_ids: list[str]) -> set[int]:
@@ -50,15 +52,20 @@ def occurring_ids(teacher: TeacherFile, row_ids: list[str]) -> set[int]:
 
 def cross_source(name: str, teacher: TeacherFile, source_tokenizer, pivot_texts: list[str], row_ids: list[str], *,
                  vocab_align: str = "mined", pivot: TeacherFile | None = None,
-                 cache_dir: Path | None = None) -> SourceSignal:
+                 cache_dir: Path | None = None, rules: str | None = None) -> SourceSignal:
     """Build the vocabulary map of a cross-tokenizer source for the ids that occur (cached).
     mined: FuseLLM MinED (soft); exact: FuseLLM hard; statistics: FuseChat's co-alignment map over
-    these rows (needs the pivot's teacher file), exact matches first, MinED for ids never co-aligned."""
+    these rows (needs the pivot's teacher file), exact matches first, MinED for ids never co-aligned.
+    rules: the token alignment rules (align.RULES); default: FuseChat's with its statistics map
+    (`--align_type default`), FuseLLM's otherwise, as upstream pairs them."""
+    rules = rules or default_rules(vocab_align)
+    if rules not in A.RULES:
+        raise ValueError(f"unknown token alignment rules {rules!r}; expected one of {A.RULES}")
     texts = A.vocab_texts(source_tokenizer)
     ids = occurring_ids(teacher, row_ids)
     if vocab_align == "exact":
         return SourceSignal(name, teacher, False, texts,
-                            {i: j for i, j in A.exact_map(texts, pivot_texts).items() if i in ids}, False)
+                            {i: j for i, j in A.exact_map(texts, pivot_texts).items() if i in ids}, False, rules)
     mapping = A.mined_map(ids, texts, pivot_texts, cache_dir=cache_dir)
     if vocab_align == "statistics":
         if pivot is None:
@@ -69,7 +76,11 @@ def cross_source(name: str, teacher: TeacherFile, source_tokenizer, pivot_texts:
         mapping = {**mapping, **{i: j for i, j in stats.items() if i not in exact}}
     elif vocab_align != "mined":
         raise ValueError(f"unknown vocab_align {vocab_align!r}; expected mined, exact or statistics")
-    return SourceSignal(name, teacher, False, texts, mapping, True)
+    return SourceSignal(name, teacher, False, texts, mapping, True, rules)
+
+
+def default_rules(vocab_align: str) -> str:
+    return "fusechat" if vocab_align == "statistics" else "fusellm"
 
 
 @dataclass
@@ -77,18 +88,26 @@ class AlignStats:
     positions: int = 0
     one_to_one: int = 0
     per_source: dict[str, list[int]] = field(default_factory=dict)  # name -> [aligned, total]
+    rows_cut: int = 0  # rows the training cut shorter than the capture (sources cut to the same bytes)
+    rows_short: int = 0  # rows whose teacher signal ends before the training tokens (CLM only past it)
 
 
 def _source_dist(sig: SourceSignal, row_id: str, piv_tokens: np.ndarray, pivot_texts: list[str],
-                 stats: AlignStats) -> RowDist:
+                 stats: AlignStats, cut: bool) -> RowDist:
+    """`cut`: the pivot row is a prefix of what was captured; the source keeps the tokens that fit
+    in the same decoded bytes, so the alignment compares the same text."""
     s = sig.teacher.row(row_id)
     if sig.same_tokenizer and np.array_equal(s.token_ids[:len(piv_tokens)], piv_tokens):
         n = len(piv_tokens)
         return RowDist(s.top_ids[:n].astype(np.int32), s.top_logprobs[:n].astype(np.float32), s.ce)
     texts = sig.texts if sig.texts is not None else pivot_texts
+    m = len(s.token_ids)
+    if cut:
+        m = cut_to_bytes(texts, s.token_ids.tolist(), sum(len(A.text_bytes(pivot_texts[t])) for t in piv_tokens))
     vmap = sig.vocab_map if not sig.same_tokenizer else {i: i for i in range(len(pivot_texts))}
-    row = A.align_row(piv_tokens.tolist(), s.token_ids.tolist(), s.top_ids, s.top_logprobs.astype(np.float32),
-                      pivot_texts, texts, vocab_map=vmap, soft=sig.soft)
+    row = A.align_row(piv_tokens.tolist(), s.token_ids[:m].tolist(), s.top_ids[:m],
+                      s.top_logprobs[:m].astype(np.float32), pivot_texts, texts, vocab_map=vmap, soft=sig.soft,
+                      rules=sig.rules)
     agg = stats.per_source.setdefault(sig.name, [0, 0])
     agg[0] += row.one_to_one
     agg[1] += len(piv_tokens)
@@ -98,17 +117,22 @@ def _source_dist(sig: SourceSignal, row_id: str, piv_tokens: np.ndarray, pivot_t
 def fused_targets(row_id: str, response_tokens: list[int], pivot: TeacherFile, sources: list[SourceSignal],
                   pivot_texts: list[str], *, fusion: str = "min_ce", temperature: float = 1.0,
                   stats: AlignStats | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, probs) (n, K') for a row whose (possibly truncated) pivot response is `response_tokens`."""
+    """(ids, probs) (m, K') for a row whose (possibly truncated) pivot response is `response_tokens`;
+    m = len(response_tokens) unless the captured row is shorter (then the positions past it get no
+    distillation target; counted in stats.rows_short)."""
     stats = stats if stats is not None else AlignStats()
     p = pivot.row(row_id)
     n = len(response_tokens)
-    if not np.array_equal(p.token_ids[:n], np.asarray(response_tokens, dtype=np.int32)):
+    m = min(n, len(p.token_ids))
+    if not np.array_equal(p.token_ids[:m], np.asarray(response_tokens[:m], dtype=np.int32)):
         raise UsageError(f"row {row_id!r}: the pivot's teacher tokens differ from the training tokens; the teacher "
                          "file was captured with another tokenizer or template. Rerun `harness fuse teacher`.")
-    piv_tokens = p.token_ids[:n]
-    pivot_dist = RowDist(p.top_ids[:n].astype(np.int32), p.top_logprobs[:n].astype(np.float32), p.ce)
-    dists = [_source_dist(s, row_id, piv_tokens, pivot_texts, stats) for s in sources]
-    stats.positions += n
+    stats.rows_short += m < n
+    stats.rows_cut += m < len(p.token_ids)
+    piv_tokens = p.token_ids[:m]
+    pivot_dist = RowDist(p.top_ids[:m].astype(np.int32), p.top_logprobs[:m].astype(np.float32), p.ce)
+    dists = [_source_dist(s, row_id, piv_tokens, pivot_texts, stats, m < len(p.token_ids)) for s in sources]
+    stats.positions += m
     return fuse_row(fusion, pivot_dist, dists, temperature=temperature)
 
 
@@ -151,4 +175,9 @@ def collate_targets(prompt_lens: list[int], width: int, fused: list[tuple[np.nda
 
 
 def warn_coverage(stats: AlignStats, threshold: float = 0.5) -> dict[str, float]:
+    """Warn per source below `threshold` one-to-one coverage; log the rows cut at read time."""
+    if stats.rows_cut or stats.rows_short:
+        log.warning("teacher signal vs training tokens: %d rows cut shorter by training than at capture (sources cut "
+                    "to the same text), %d rows longer in training than captured (no distillation target past "
+                    "the capture: train with the recipe's max_length)", stats.rows_cut, stats.rows_short)
     return {name: A.warn_low_coverage(name, a, t, threshold) for name, (a, t) in stats.per_source.items()}
