@@ -13,9 +13,10 @@ the tokenizer's class name, which transformers 5 changed.
   statistics_map   FuseChat's "MS": among pivot tokens DTW-aligned to a source token over the
                    corpus, the lowest edit distance × (0.1 if one contains the other) × sigmoid(count)
   dtw              FuseLLM's dynamic time warping of two token streams of one text
-  align_row        FuseLLM's `transform_step_logits` (hard = exact, soft = through a vocabulary map)
-                   re-indexing a source's top-k to pivot positions; one-hot on the pivot token
-                   where positions do not align one-to-one
+  align_row        re-indexes a source's top-k to pivot positions, with FuseLLM's rules
+                   (`transform_step_logits`: hard = exact, soft = through a vocabulary map; one-hot
+                   on the pivot token where positions do not align one-to-one) or FuseChat's
+                   (n-to-1 and 1-to-n suffix/prefix rules before the one-hot; `fusechat_choices`)
 """
 
 from __future__ import annotations
@@ -268,46 +269,119 @@ class AlignedRow:
 
     ids: np.ndarray
     logprobs: np.ndarray
-    one_to_one: int  # positions that aligned to exactly one source token with a matching token
+    one_to_one: int  # positions that took a source distribution (FuseLLM: one-to-one matching tokens)
     one_hot: int  # positions given the one-hot fallback
-    empty: int  # matched positions none of whose top-k ids exist in the pivot vocabulary
+    empty: int  # taken positions none of whose top-k ids exist in the pivot vocabulary (the pivot's own fill in)
 
     @property
     def coverage(self) -> float:
         return self.one_to_one / max(1, len(self.ids))
 
 
-def align_row(pivot_tokens: list[int], source_tokens: list[int], source_top_ids: np.ndarray,
-              source_top_logprobs: np.ndarray, pivot_texts: list[str], source_texts: list[str], *,
-              vocab_map: dict[int, int], soft: bool = False) -> AlignedRow:
-    """FuseLLM's `transform_step_logits` on one row. The stored top-k at position t is the
-    distribution that predicts token t (TextScore convention), so a pivot position i aligned
-    one-to-one with source position j whose tokens match takes j's top-k, ids re-mapped into the
-    pivot vocabulary (`vocab_map`, first occurrence kept); any other position gets a one-hot on the
-    pivot's own token i. `soft`: tokens also match when vocab_map[source token] == pivot token
-    (MinED); hard mode should pass the exact map."""
-    piv_to_src, _ = dtw([pivot_texts[t] for t in pivot_tokens], [source_texts[t] for t in source_tokens])
-    k = max(1, source_top_ids.shape[1] if source_top_ids.ndim == 2 else 1)
-    ids = np.full((len(pivot_tokens), k), -1, dtype=np.int32)
-    lps = np.zeros((len(pivot_tokens), k), dtype=np.float32)
-    one_to_one = one_hot = empty = 0
+ONE_HOT, EMPTY = -1, -2  # per pivot position: the source position to take, or one of these
+RULES = ("fusellm", "fusechat")
+
+
+def fusellm_choices(piv_to_src: list[list[int]], pivot_tokens: list[int], source_tokens: list[int],
+                    pivot_texts: list[str], source_texts: list[str], vocab_map: dict[int, int],
+                    soft: bool) -> list[int]:
+    """FuseLLM's `transform_step_logits`: a pivot position aligned to exactly one source token
+    that matches (same text, or `soft` and vocab_map[source token] == pivot token) takes that
+    position; every other position is ONE_HOT."""
+    out = []
     for i, js in enumerate(piv_to_src):
         p = pivot_tokens[i]
         s = source_tokens[js[0]] if len(js) == 1 else None
         match = s is not None and (source_texts[s] == pivot_texts[p] or (soft and vocab_map.get(s) == p))
-        if not match:
-            ids[i, 0], lps[i, 0] = p, 0.0
-            one_hot += 1
+        out.append(js[0] if match else ONE_HOT)
+    return out
+
+
+def _prefix_pieces(s: str, pieces: list[str]) -> list[int]:
+    """FuseChat's `find_map_idx`: greedily consume `s` by the pieces that are its prefix, in order;
+    the indices used, or [] unless all of `s` was consumed."""
+    used = []
+    for k, piece in enumerate(pieces):
+        if s.startswith(piece):
+            used.append(k)
+            s = s[len(piece):]
+    return used if not s else []
+
+
+def _fusechat_token_choice(base: str, blend: list[str], js: list[int]) -> int:
+    """FuseChat's default rule for one pivot token (decoded text `base`) DTW-aligned with the source
+    tokens js (texts `blend`): the source token whose END meets the pivot token's end, or EMPTY /
+    ONE_HOT (align_token_and_vocab.py `transform_step_logits`, align_type default with
+    --use_token_alignment_matrix, l.284-365)."""
+    if len(js) == 1:  # 1-1 or n-1: learn the last token
+        return js[0] if blend[0].endswith(base) or base.endswith(blend[0]) else ONE_HOT
+    base_s, parts = _cost_text(base), [_cost_text(t) for t in blend]  # markers stripped, as upstream
+    for j, t in zip(js, parts):
+        if base_s.endswith(t) or t.endswith(base_s):  # "xxgo" vs [xx, yygo, ...]
+            return j
+    used = _prefix_pieces(base_s, parts)
+    whole = "".join(parts)
+    if used or whole.endswith(base_s) or base_s.endswith(whole):
+        # 1-n: the pivot token is the concatenation of source pieces -> the last piece; else an
+        # empty entry (upstream appends nothing; its collator then copies the pivot distribution)
+        return js[used[-1]] if used else EMPTY
+    return ONE_HOT
+
+
+def fusechat_choices(piv_to_src: list[list[int]], pivot_row_texts: list[str], source_row_texts: list[str]) -> list[int]:
+    """FuseChat's per-position rules moved to this store's convention.
+
+    Upstream's distribution at position i is the one AFTER token i (predicting i+1); the rules
+    pick for pivot token i the source token j whose text ends where token i ends, so the two
+    next-token distributions follow the same text. Here the distribution at position t predicts
+    token t, so pivot position i+1 takes source position j+1. Position 0 takes source position 0:
+    both predict the first response token right after the prompt. A choice j that is the source's
+    last token has no following position here: ONE_HOT (upstream's padding position)."""
+    m = len(source_row_texts)
+    if not m:
+        return [ONE_HOT] * len(piv_to_src)
+    out = [0]
+    for i, js in enumerate(piv_to_src[:-1]):
+        c = _fusechat_token_choice(pivot_row_texts[i], [source_row_texts[j] for j in js], js)
+        out.append(c + 1 if c >= 0 and c + 1 < m else (ONE_HOT if c >= 0 else c))
+    return out[:len(piv_to_src)]
+
+
+def align_row(pivot_tokens: list[int], source_tokens: list[int], source_top_ids: np.ndarray,
+              source_top_logprobs: np.ndarray, pivot_texts: list[str], source_texts: list[str], *,
+              vocab_map: dict[int, int], soft: bool = False, rules: str = "fusellm") -> AlignedRow:
+    """Re-index a source's top-k to the pivot's positions on one row. The stored top-k at position t
+    is the distribution that predicts token t (TextScore convention). `rules` picks which pivot
+    positions take which source position: "fusellm" (`fusellm_choices`; hard mode should pass the
+    exact map) or "fusechat" (`fusechat_choices`: many-to-one and one-to-many rules). A taken
+    position gets the source's top-k, ids re-mapped into the pivot vocabulary (`vocab_map`, first
+    occurrence kept); ONE_HOT positions a one-hot on the pivot's own token; EMPTY ones no entry."""
+    piv_row = [pivot_texts[t] for t in pivot_tokens]
+    src_row = [source_texts[t] for t in source_tokens]
+    piv_to_src, _ = dtw(piv_row, src_row)
+    if rules == "fusechat":
+        choice = fusechat_choices(piv_to_src, piv_row, src_row)
+    elif rules == "fusellm":
+        choice = fusellm_choices(piv_to_src, pivot_tokens, source_tokens, pivot_texts, source_texts, vocab_map, soft)
+    else:
+        raise ValueError(f"unknown alignment rules {rules!r}; expected one of {RULES}")
+    k = max(1, source_top_ids.shape[1] if source_top_ids.ndim == 2 else 1)
+    ids = np.full((len(pivot_tokens), k), -1, dtype=np.int32)
+    lps = np.zeros((len(pivot_tokens), k), dtype=np.float32)
+    taken = empty = 0
+    for i, j in enumerate(choice):
+        if j == ONE_HOT:
+            ids[i, 0] = pivot_tokens[i]
             continue
-        one_to_one += 1
+        taken += 1
         seen: list[int] = []
-        for sid, lp in zip(source_top_ids[js[0]].tolist(), source_top_logprobs[js[0]].tolist()):
+        for sid, lp in zip(source_top_ids[j].tolist() if j >= 0 else [], source_top_logprobs[j].tolist() if j >= 0 else []):
             q = vocab_map.get(sid)
             if q is not None and q not in seen:
                 ids[i, len(seen)], lps[i, len(seen)] = q, lp
                 seen.append(q)
         empty += not seen
-    return AlignedRow(ids, lps, one_to_one, one_hot, empty)
+    return AlignedRow(ids, lps, taken, choice.count(ONE_HOT), empty)
 
 
 def warn_low_coverage(name: str, aligned: int, total: int, threshold: float = 0.5) -> float:
