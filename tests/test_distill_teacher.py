@@ -63,16 +63,20 @@ def test_capture_resumes_after_sigkill_and_recomputes_nothing_finished(embedded_
                     store=store)
     assert (rep.shards_reused, rep.shards_written, rep.rows_cached, rep.rows_scored) == (2, 1, 1, 1)
     assert (d / "shard-00000" / "top_ids.npy").stat().st_mtime_ns == first
-    assert rep.bytes_per_token == 64  # 4 + 6K at K = 10
+    assert rep.bytes_per_token == 56  # 4 + 5K + 2 at K = 10: int32 token, 24-bit ids, fp16 log-probs and lse
     arrays = sum((d / f"shard-{i:05d}" / f"{a}.npy").stat().st_size - 128 for i in range(3)
-                 for a in ("token_ids", "top_ids", "top_logprobs"))
-    assert arrays == 64 * rep.tokens  # what is on disk besides the 128-byte .npy headers
+                 for a in ("token_ids", "top_ids", "top_logprobs", "top_lse"))
+    assert arrays == 56 * rep.tokens  # what is on disk besides the 128-byte .npy headers
 
     tf = T.TeacherFile(d)
     row = tf.row("r0")
     assert len(tf) == 6 and row.top_ids.shape == (len(row.token_ids), 10) and row.top_logprobs.dtype == np.float16
     assert np.all(np.diff(row.top_logprobs.astype(np.float32), axis=1) <= 1e-3)  # most likely first
     assert 0 < row.ce < 20
+    # the stored log-sum-exp is that of the K kept log-probs: the log of the mass they cover (< 0)
+    lse = np.logaddexp.reduce(row.top_logprobs.astype(np.float64), axis=1)
+    assert row.top_lse.dtype == np.float16 and np.allclose(row.top_lse, lse, atol=2e-2)
+    assert np.all(row.top_lse <= 1e-3) and row.top_ids.dtype == np.int32 and row.top_ids.min() >= 0
     store.close()
 
 

@@ -3,13 +3,24 @@
 What is stored, per source, per row, per response position t of THE SOURCE'S OWN tokenization
 (`harness.textscore.score_texts`, which renders the source's chat template, or the plain text
 form for a model without one):
-  token_ids    int32 (n,)      the response tokens
-  top_ids      int32 (n, K)    the K most likely tokens at t (the distribution predicting token t)
-  top_logprobs fp16  (n, K)    their log-probs
+  token_ids    int32 (n,)        the response tokens
+  top_ids      uint8 (n, K, 3)   the K most likely tokens at t (the distribution predicting token t)
+                                 as 24-bit little-endian ids, 0xFFFFFF = padding (`unpack_ids`)
+  top_logprobs fp16  (n, K)      their log-probs
+  top_lse      fp16  (n,)        log Σ_k exp(top_logprobs[t, k]): the log-sum-exp of the K kept
+                                 entries, i.e. log of the probability mass they cover (computed
+                                 from the fp32 scores before rounding)
 and per row the sequence cross-entropy on the gold response (mean token NLL, fp64; FuseLLM's
-`metric_ce`, response tokens only as in FuseChat). That is 4 + 6K bytes per token: 64 at K = 10.
-The log-sum-exp FuseLLM keeps is not stored: the scoring contract returns normalised log-probs,
-and every loss here takes a softmax within the K entries, where it cancels (docs/fusion.md).
+`metric_ce`, response tokens only as in FuseChat). That is 4 + 5K + 2 bytes per token: 56 at
+K = 10 (the issue's budget is 64; int32 ids would make it 66, hence the 24-bit ids: the largest
+vocabulary here, Gemma's, has 2^18 ids).
+Why the log-sum-exp of the K entries and not of the raw logits: the scoring contract returns
+normalised log-probs (vLLM `prompt_logprobs`, OpenAI echo), so the logits' log-sum-exp over the
+vocabulary is already subtracted; what the K entries alone do not give exactly is how much mass
+they cover, which `top_lse` keeps (renormalising: p_k / exp(top_lse); tail mass 1 - exp(top_lse)).
+
+Over-length rows are cut before capture (trainers/distill/truncate.py); a row in `truncated`
+has its trailing EOS position dropped (chat form), so the stored tokens are the training ones.
 
 Layout: <root>/<source>-<key>/ with one directory per shard of `shard_rows` rows, each holding
 .npy arrays (memory-mapped on read) and meta.json (the key, the row range, sha256 of every array).
@@ -17,7 +28,8 @@ A shard is written to a temporary directory and renamed when complete, so a kill
 a whole shard or none; the rows of an unfinished shard are cached one by one in the harness store
 by score_texts, so a resumed capture recomputes nothing that finished. A shard whose meta.json
 has another key, a missing array or a wrong checksum is logged, deleted and recomputed.
-The key is the source fingerprint + chat-template hash + data hash + K + plain.
+The key is the source fingerprint + chat-template hash + data hash (texts and truncated rows) +
+K + plain + the store layout version.
 """
 
 from __future__ import annotations
@@ -41,7 +53,26 @@ from harness.types import stable_hash
 
 log = logging.getLogger(__name__)
 
-ARRAYS = ("token_ids", "top_ids", "top_logprobs", "offsets", "ce")
+ARRAYS = ("token_ids", "top_ids", "top_logprobs", "top_lse", "offsets", "ce")
+LAYOUT = 2  # 1: int32 top ids, no top_lse
+ID_BYTES = 3
+PAD_ID = (1 << (8 * ID_BYTES)) - 1
+
+
+def pack_ids(ids: np.ndarray) -> np.ndarray:
+    """int (..., K) ids, -1 padding -> uint8 (..., K, 3) little-endian 24-bit, PAD_ID padding."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and int(ids.max()) >= PAD_ID:
+        raise UsageError(f"token id {int(ids.max())} does not fit the teacher store's 24-bit ids (< {PAD_ID})")
+    u = np.where(ids < 0, PAD_ID, ids).astype("<u4")
+    return u.view(np.uint8).reshape(*ids.shape, 4)[..., :ID_BYTES].copy()
+
+
+def unpack_ids(packed: np.ndarray) -> np.ndarray:
+    """uint8 (..., K, 3) -> int32 (..., K), -1 padding."""
+    p = np.asarray(packed, dtype=np.int32)
+    ids = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
+    return np.where(ids == PAD_ID, -1, ids).astype(np.int32)
 
 
 class TeacherKey(BaseModel):
@@ -51,9 +82,11 @@ class TeacherKey(BaseModel):
     data_hash: str
     top_k: int
     plain: bool
+    layout: int = LAYOUT
 
     def digest(self) -> str:
-        return stable_hash(self.fingerprint, self.template_hash, self.data_hash, self.top_k, self.plain)[:16]
+        return stable_hash(self.fingerprint, self.template_hash, self.data_hash, self.top_k, self.plain,
+                           self.layout)[:16]
 
 
 class CaptureReport(BaseModel):
@@ -70,13 +103,14 @@ class CaptureReport(BaseModel):
     rows_cached: int  # rows of unfinished shards found in the harness store (scored before a kill)
     plain: bool
     seconds: float
-    bytes_per_token: float  # per-token arrays (token ids, top ids, top log-probs): 4 + 6K
+    bytes_per_token: float  # per-token arrays (token id, top ids, top log-probs, top_lse): 4 + 5K + 2
+    rows_truncated: int = 0  # rows cut to the recipe's max_length before capture (truncate.py)
     disk_bytes: int  # everything on disk, .npy headers and per-row offsets/CE included
     errors: dict[str, str] = {}
 
 
-def data_hash(requests: list[TextScoreRequest]) -> str:
-    return stable_hash([r.model_dump() for r in requests])[:16]
+def data_hash(requests: list[TextScoreRequest], truncated: frozenset[str] = frozenset()) -> str:
+    return stable_hash([r.model_dump() for r in requests], sorted(truncated))[:16]
 
 
 def _sha(path: Path) -> str:
@@ -102,25 +136,36 @@ def shard_valid(d: Path, key: TeacherKey, start: int, stop: int) -> bool:
     return all((d / f"{a}.npy").exists() and _sha(d / f"{a}.npy") == meta["sha256"].get(a) for a in ARRAYS)
 
 
+def _top_arrays(scores: list[TextScore], n: int, k: int) -> dict[str, np.ndarray]:
+    """top_ids (n, K, 3) packed, top_logprobs (n, K) fp16, top_lse (n,) fp16 for n positions."""
+    ids = np.full((n, k), -1, dtype=np.int64)
+    lps = np.full((n, k), -np.inf, dtype=np.float64)
+    pos = 0
+    for s in scores:
+        for row_ids, row_lps in zip(s.top_ids or [], s.top_logprobs or []):
+            m = min(k, len(row_ids))
+            ids[pos, :m] = row_ids[:m]
+            lps[pos, :m] = row_lps[:m]
+            pos += 1
+    with np.errstate(divide="ignore"):
+        peak = np.max(lps, axis=1, keepdims=True) if n else np.zeros((0, 1))
+        safe = np.where(np.isfinite(peak), peak, 0.0)
+        lse = (safe + np.log(np.exp(lps - safe).sum(axis=1, keepdims=True)))[:, 0] if n else np.zeros(0)
+    return {"top_ids": pack_ids(ids), "top_logprobs": np.where(ids >= 0, lps, 0.0).astype(np.float16),
+            "top_lse": np.where(np.isfinite(lse), lse, 0.0).astype(np.float16)}
+
+
 def _write_shard(d: Path, key: TeacherKey, start: int, stop: int, scores: list[TextScore], k: int) -> int:
     lengths = [len(s.token_ids) for s in scores]
     n = sum(lengths)
     arrays = {
         "token_ids": np.asarray([t for s in scores for t in s.token_ids], dtype=np.int32).reshape(n),
-        "top_ids": np.full((n, k), -1, dtype=np.int32),
-        "top_logprobs": np.zeros((n, k), dtype=np.float16),
+        **_top_arrays(scores, n, k),
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         # a row with no response tokens has no CE: +inf, so MinCE never picks it
         "ce": np.asarray([-sum(s.logprobs) / len(s.logprobs) if s.logprobs else math.inf for s in scores],
                          dtype=np.float64),
     }
-    pos = 0
-    for s in scores:
-        for ids, lps in zip(s.top_ids or [], s.top_logprobs or []):
-            m = min(k, len(ids))
-            arrays["top_ids"][pos, :m] = ids[:m]
-            arrays["top_logprobs"][pos, :m] = lps[:m]
-            pos += 1
     tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -148,6 +193,15 @@ class CaptureJob:
     shard_rows: int = 64
     backend: str = "auto"
     backend_options: dict | None = None
+    truncated: frozenset[str] = frozenset()  # ids of rows cut to max_length (their EOS is not trained on)
+
+
+def without_eos(score: TextScore) -> TextScore:
+    """A chat-form score of a truncated row minus its last position, the EOS the scorer appends
+    (training drops it: a cut response has no end)."""
+    cut = {f: getattr(score, f)[:-1] for f in ("token_ids", "logprobs", "top_ids", "top_logprobs")
+           if getattr(score, f) is not None}
+    return score.model_copy(update=cut)
 
 
 def resolve_plain(model: ResolvedModel) -> bool:
@@ -168,7 +222,7 @@ def capture(job: CaptureJob, *, store) -> CaptureReport:
         log.info("source %s has no chat template: its rows are scored as plain text (prompt + response)", job.source)
     requests = [r.model_copy(update={"plain": True}) if plain else r for r in job.requests]
     key = TeacherKey(source=job.source, fingerprint=model.fingerprint, template_hash=model.template_hash,
-                     data_hash=data_hash(job.requests), top_k=job.top_k, plain=plain)
+                     data_hash=data_hash(job.requests, job.truncated), top_k=job.top_k, plain=plain)
     out = teacher_dir(job.root, key)
     out.mkdir(parents=True, exist_ok=True)
     reused = written = invalid = tokens = scored = cached = 0
@@ -191,15 +245,17 @@ def capture(job: CaptureJob, *, store) -> CaptureReport:
         if bad:
             errors.update(bad)  # the shard stays unwritten: failures are never stored
             continue
+        if not plain:
+            scores = [without_eos(s) if s.id in job.truncated else s for s in scores]
         tokens += _write_shard(d, key, start, stop, scores, job.top_k)
         written += 1
     size = sum(f.stat().st_size for f in out.rglob("*.npy"))
-    per_token = 4 + 4 * job.top_k + 2 * job.top_k  # int32 token id, int32 top ids, fp16 top log-probs
+    per_token = 4 + ID_BYTES * job.top_k + 2 * job.top_k + 2  # token id, top ids, top log-probs, top_lse
     report = CaptureReport(source=job.source, directory=str(out), rows=len(requests), tokens=tokens,
                            shards_reused=reused, shards_written=written, shards_invalid=invalid,
                            rows_scored=scored, rows_cached=cached, plain=plain,
                            seconds=time.perf_counter() - t0, bytes_per_token=per_token, disk_bytes=size,
-                           errors=errors)
+                           rows_truncated=len(job.truncated), errors=errors)
     (out / "report.json").write_text(report.model_dump_json(indent=1))
     return report
 
@@ -207,9 +263,10 @@ def capture(job: CaptureJob, *, store) -> CaptureReport:
 @dataclass
 class TeacherRow:
     token_ids: np.ndarray  # (n,) int32
-    top_ids: np.ndarray  # (n, K) int32
+    top_ids: np.ndarray  # (n, K) int32, -1 padding
     top_logprobs: np.ndarray  # (n, K) float16
     ce: float
+    top_lse: np.ndarray  # (n,) float16: log of the mass the K entries cover
 
 
 class TeacherFile:
@@ -242,5 +299,6 @@ class TeacherFile:
         a = self._shards[s]
         lo, hi = int(a["offsets"][j]), int(a["offsets"][j + 1])
         ce = float(a["ce"][j])
-        return TeacherRow(np.asarray(a["token_ids"][lo:hi]), np.asarray(a["top_ids"][lo:hi]),
-                          np.asarray(a["top_logprobs"][lo:hi]), ce if math.isfinite(ce) else math.inf)
+        return TeacherRow(np.asarray(a["token_ids"][lo:hi]), unpack_ids(a["top_ids"][lo:hi]),
+                          np.asarray(a["top_logprobs"][lo:hi]), ce if math.isfinite(ce) else math.inf,
+                          np.asarray(a["top_lse"][lo:hi]))
