@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -153,3 +154,26 @@ def test_openai_backend_logprobs_from_real_server(vllm_server):
     assert c.error is None and c.logprobs and len(c.logprobs[0]) >= 1
     first = c.logprobs[0][0]
     assert first["logprob"] <= 0 and 1 <= len(first["top"]) <= 5
+
+
+def test_judge_served_by_vllm_serve_gets_constrained_verdicts(store, data_dir, vllm_server):
+    """--judge-backend-option regex_field=structured_outputs: a vLLM server enforces the
+    verdict grammar, so even the 135M model's verdicts all parse."""
+    from harness.benchmarks.arena_hard import ArenaHard
+    from harness.benchmarks.base import Context
+    from harness.judges import JudgeCall, JudgePool
+    from harness.types import SamplingParams
+
+    pool = JudgePool(store, backend_options={"regex_field": "structured_outputs", "max_retries": 2})
+    judge = pool.get(f"openai:smollm2@{vllm_server}")
+    bench = ArenaHard(ctx=Context(data_dir=data_dir), options={"constrained_verdicts": True})
+    params = bench.judge_params(judge, SamplingParams(max_tokens=16))
+    calls = [JudgeCall(id=f"a/{i}", messages=({"role": "user", "content": f"Compare answer A and B ({i})."},),
+                       params=params) for i in range(3)]
+    try:
+        replies = judge.run(calls, "t1")
+    finally:
+        pool.close()
+    assert all(r.error is None for r in replies), [r.error for r in replies]
+    assert all(re.fullmatch(ArenaHard.VERDICT_REGEX, r.text) for r in replies), [r.text for r in replies]
+    assert judge.stats.constrained_calls == 3

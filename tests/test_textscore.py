@@ -257,8 +257,7 @@ def test_openai_scoring_refuses_servers_that_cannot_echo(echo_server, store, emb
 
 
 @pytest.mark.e2e
-@slow_e2e  # starts its own `vllm serve`; not yet run on CI's 2 cores
-@requires_vllm
+@requires_vllm  # shares the session's `vllm serve` (tests/conftest.py); 79 s with the spine's server tests
 def test_openai_against_vllm_serve_agrees_with_hf(vllm_server, tmp_path, hf_model, embedded_model_dir):
     url = f"openai:smollm2@{vllm_server}"
     served = score_texts(url, ROWS, store=_fresh_store(tmp_path / "o.sqlite"), top_k=3, backend="openai",
