@@ -82,6 +82,17 @@ def test_results_that_are_not_plain_cross_as_opaque_stand_ins():
     assert repr(plain.loads(plain.dumps_opaque(object()))) == "<opaque builtins.object>"
 
 
+def test_results_of_a_few_megabytes_are_compared_not_refused():
+    """Mbpp/630 returns 2.0M characters for one call: within the 4 MiB cap, on both sides."""
+    ref = "def big(n):\n    return [[i, i + 1] for i in range(n)]\n"
+    test = FunctionTest(entry_point="big", reference=ref, test="def check(candidate):\n    assert len(candidate(200000)) == 200000\n")
+    out, res = verdicts({"same": ref, "off": "def big(n):\n    return [[i, i] for i in range(n)]\n"}, test)
+    assert out == {"same": "passed", "off": "passed"}, res  # the test only checks the length
+    strict = test.model_copy(update={"test": "def check(candidate):\n    assert candidate(200000) == __reference__(200000)\n"})
+    out, res = verdicts({"same": ref, "off": "def big(n):\n    return [[i, i] for i in range(n)]\n"}, strict)
+    assert out == {"same": "passed", "off": "failed"}, res
+
+
 def test_outcomes_of_the_usual_failures():
     test = FunctionTest(entry_point="add", reference=ADD_REF, test="def check(candidate):\n    assert candidate(2, 3) == 5\n")
     out, res = verdicts({"good": ADD_REF, "wrong": "def add(x, y):\n    return x - y\n", "none": None,
