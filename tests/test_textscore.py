@@ -23,7 +23,7 @@ import pytest
 from harness.errors import BackendError, UsageError
 from harness.runner import LazyBackend
 from harness.textscore import TextScore, TextScoreRequest, score_texts, score_with, split_tokens
-from tests.conftest import REPO, harness_cli, requires_vllm, slow_e2e
+from tests.conftest import REPO, harness_cli, requires_vllm
 
 ROWS = [
     TextScoreRequest(id="chat", messages=[{"role": "user", "content": "What is 2+2?"}], response="2+2 = 4."),
@@ -125,8 +125,7 @@ def _cli_scores(stdout: str) -> dict[str, dict]:
 
 
 @pytest.mark.e2e
-@slow_e2e  # not yet timed green on CI's 2 cores after its stdout-parsing fix
-@requires_vllm
+@requires_vllm  # 55 s on 2 idle cores
 def test_vllm_and_hf_agree_per_token(tmp_path, hf_model):
     """Both backends, same model and rows: per-token log-probs within 1e-3, same top-1."""
     data = tmp_path / "rows.jsonl"
