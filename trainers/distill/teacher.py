@@ -1,7 +1,7 @@
 """Teacher signal store: each source's top-k log-probs on the training rows, on disk (issue 12 §1).
 
 What is stored, per source, per row, per response position t of THE SOURCE'S OWN tokenization
-(`harness.textscore.score_texts`, which renders the source's chat template, or the plain text
+(`harness.textscore.score_with`, which renders the source's chat template, or the plain text
 form for a model without one):
   token_ids    int32 (n,)        the response tokens
   top_ids      uint8 (n, K, 3)   the K most likely tokens at t (the distribution predicting token t)
@@ -26,8 +26,10 @@ Layout: <root>/<source>-<key>/ with one directory per shard of `shard_rows` rows
 .npy arrays (memory-mapped on read) and meta.json (the key, the row range, sha256 of every array).
 A shard is written to a temporary directory and renamed when complete, so a kill leaves either
 a whole shard or none; the rows of an unfinished shard are cached one by one in the harness store
-by score_texts, so a resumed capture recomputes nothing that finished. A shard whose meta.json
+by score_with, so a resumed capture recomputes nothing that finished. A shard whose meta.json
 has another key, a missing array or a wrong checksum is logged, deleted and recomputed.
+One backend scores every shard of a capture, started on the first shard that needs it (a vLLM
+engine starts once, not per shard); report.json keeps its start-up time apart (start_seconds).
 The key is the source fingerprint + chat-template hash + data hash (texts and truncated rows) +
 K + plain + the store layout version.
 """
@@ -46,9 +48,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from harness.backends import make_backend
+from harness.backends.lazy import LazyBackend
 from harness.errors import UsageError
 from harness.models import ALIASES, ResolvedModel, resolve_model
-from harness.textscore import TextScore, TextScoreRequest, score_texts
+from harness.textscore import TextScore, TextScoreRequest, score_with
 from harness.types import stable_hash
 
 log = logging.getLogger(__name__)
@@ -102,7 +106,9 @@ class CaptureReport(BaseModel):
     rows_scored: int  # rows the backend scored in this run
     rows_cached: int  # rows of unfinished shards found in the harness store (scored before a kill)
     plain: bool
-    seconds: float
+    seconds: float  # the whole capture, backend start-up and shutdown included
+    start_seconds: float = 0.0  # of which starting the backend (0 when every shard was reused)
+    backend: str | None = None  # the backend that scored (None when nothing needed scoring)
     bytes_per_token: float  # per-token arrays (token id, top ids, top log-probs, top_lse): 4 + 5K + 2
     rows_truncated: int = 0  # rows cut to the recipe's max_length before capture (truncate.py)
     disk_bytes: int  # everything on disk, .npy headers and per-row offsets/CE included
@@ -211,6 +217,51 @@ def resolve_plain(model: ResolvedModel) -> bool:
     return (alias is not None and not alias.chat) or (model.template_hash is None and model.kind != "openai")
 
 
+class _TimedBackend(LazyBackend):
+    """One backend for every shard of a capture (a vLLM engine starts once, not per shard), with
+    its start-up time kept apart so the report's scoring rate excludes it."""
+
+    def __init__(self, name: str, model: ResolvedModel, options: dict | None):
+        self.start_s = 0.0
+
+        def build():
+            t0 = time.perf_counter()
+            backend = make_backend(name, model, options)
+            self.start_s = time.perf_counter() - t0
+            return backend
+
+        super().__init__(build)
+
+
+def _capture_shards(job: CaptureJob, key: TeacherKey, out: Path, requests: list[TextScoreRequest],
+                    model: ResolvedModel, store, engine: LazyBackend) -> dict:
+    """Reuse the valid shards, score and write the others; -> the report's counters."""
+    c = {"shards_reused": 0, "shards_written": 0, "shards_invalid": 0, "tokens": 0, "rows_scored": 0,
+         "rows_cached": 0, "errors": {}}
+    for i, start in enumerate(range(0, len(requests), job.shard_rows)):
+        stop = min(start + job.shard_rows, len(requests))
+        d = out / _shard_name(i)
+        if shard_valid(d, key, start, stop):
+            c["shards_reused"] += 1
+            c["tokens"] += int(np.load(d / "offsets.npy")[-1])
+            continue
+        if d.exists():
+            c["shards_invalid"] += 1
+            log.warning("teacher shard %s is corrupt or from another key; recomputing it", d)
+        scores = score_with(model, requests[start:stop], store, engine, top_k=job.top_k)
+        c["rows_cached"] += sum(s.cached for s in scores)
+        c["rows_scored"] += sum(not s.cached and s.error is None for s in scores)
+        bad = {s.id: s.error for s in scores if s.error}
+        if bad:
+            c["errors"].update(bad)  # the shard stays unwritten: failures are never stored
+            continue
+        if not key.plain:
+            scores = [without_eos(s) if s.id in job.truncated else s for s in scores]
+        c["tokens"] += _write_shard(d, key, start, stop, scores, job.top_k)
+        c["shards_written"] += 1
+    return c
+
+
 def capture(job: CaptureJob, *, store) -> CaptureReport:
     """Score every row with the source and write the missing shards; see the module docstring."""
     t0 = time.perf_counter()
@@ -225,37 +276,17 @@ def capture(job: CaptureJob, *, store) -> CaptureReport:
                      data_hash=data_hash(job.requests, job.truncated), top_k=job.top_k, plain=plain)
     out = teacher_dir(job.root, key)
     out.mkdir(parents=True, exist_ok=True)
-    reused = written = invalid = tokens = scored = cached = 0
-    errors: dict[str, str] = {}
-    for i, start in enumerate(range(0, len(requests), job.shard_rows)):
-        stop = min(start + job.shard_rows, len(requests))
-        d = out / _shard_name(i)
-        if shard_valid(d, key, start, stop):
-            reused += 1
-            tokens += int(np.load(d / "offsets.npy")[-1])
-            continue
-        if d.exists():
-            invalid += 1
-            log.warning("teacher shard %s is corrupt or from another key; recomputing it", d)
-        scores = score_texts(model, requests[start:stop], store=store, top_k=job.top_k, backend=job.backend,
-                             backend_options=job.backend_options)
-        cached += sum(s.cached for s in scores)
-        scored += sum(not s.cached and s.error is None for s in scores)
-        bad = {s.id: s.error for s in scores if s.error}
-        if bad:
-            errors.update(bad)  # the shard stays unwritten: failures are never stored
-            continue
-        if not plain:
-            scores = [without_eos(s) if s.id in job.truncated else s for s in scores]
-        tokens += _write_shard(d, key, start, stop, scores, job.top_k)
-        written += 1
+    engine = _TimedBackend(job.backend, model, job.backend_options)
+    try:
+        counts = _capture_shards(job, key, out, requests, model, store, engine)
+    finally:
+        engine.close()
     size = sum(f.stat().st_size for f in out.rglob("*.npy"))
     per_token = 4 + ID_BYTES * job.top_k + 2 * job.top_k + 2  # token id, top ids, top log-probs, top_lse
-    report = CaptureReport(source=job.source, directory=str(out), rows=len(requests), tokens=tokens,
-                           shards_reused=reused, shards_written=written, shards_invalid=invalid,
-                           rows_scored=scored, rows_cached=cached, plain=plain,
-                           seconds=time.perf_counter() - t0, bytes_per_token=per_token, disk_bytes=size,
-                           rows_truncated=len(job.truncated), errors=errors)
+    report = CaptureReport(source=job.source, directory=str(out), rows=len(requests), plain=plain,
+                           seconds=time.perf_counter() - t0, start_seconds=engine.start_s,
+                           backend=engine.backend.name if engine.backend is not None else None,
+                           bytes_per_token=per_token, disk_bytes=size, rows_truncated=len(job.truncated), **counts)
     (out / "report.json").write_text(report.model_dump_json(indent=1))
     return report
 
