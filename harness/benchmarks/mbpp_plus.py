@@ -7,7 +7,8 @@ file; evalplus <= 0.2.2 default) or "v0.2.0" (evalplus >= 0.3 default: v0.1.0 mi
 tasks EvalPlus removed, with the 18 remaining source URLs stripped from prompts, derived from
 tools/mbpp/fix_v010.py + fix_v011.py; 378 tasks). Inputs are deserialised as EvalPlus does
 (tuples, sets, complex numbers). Item id: task_id ("Mbpp/2").
-Prompt (EvalPlus make_raw_chat_prompt, what FuseEval uses for Llama-3/Gemma-2 chat models):
+Prompt (EvalPlus make_raw_chat_prompt, what FuseEval uses for Llama-3/Gemma-2 chat models; shared
+with humaneval in harness.benchmarks.evalplus_prompt):
 user "Please provide a self-contained Python script that solves the following problem in a
 markdown code block:\\n```\\n{prompt.strip()}\\n```\\n" and the assistant turn prefilled with
 "Below is a Python script with a self-contained function that solves the problem and passes
@@ -46,18 +47,13 @@ from harness.benchmarks.evalplus_mbpp import (
     expected_outputs,
     oracle_test,
 )
+from harness.benchmarks.evalplus_prompt import STOP, messages, prefilled_reply
 from harness.data import DataSource, load_rows
 from harness.sandbox import describe
 from harness.sandbox.outcomes import outcome_counts, pass_at_k
 from harness.scoring.code import FunctionTest, check_functions
 from harness.stats import mean_metric
 from harness.types import Completion, Request, SamplingParams
-
-INSTRUCTION = "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
-RESPONSE_PREFIX = "Below is a Python script with a self-contained function that solves the problem and passes " \
-                  "corresponding tests:"
-PREFILL = f"{RESPONSE_PREFIX}\n```python\n"
-STOP = ("\nif __name__", "\ndef main(", "\nprint(", "\n#", "\n```")
 
 
 class MBPPPlusOptions(BenchmarkOptions):
@@ -74,8 +70,7 @@ class MBPPPlusOptions(BenchmarkOptions):
 def program_from_reply(reply: str, entry_point: str | None, prefilled: bool = False) -> str | None:
     """The sanitised program in a reply (None: no code). A prefilled reply starts inside the
     prefill's ```python fence; fusion data's MBPP answers use it without a prefill."""
-    text = "```python\n" + reply + ("" if "```" in reply else "\n```") if prefilled else reply
-    code = extract_code(text, entry_point)
+    code = extract_code(prefilled_reply(reply) if prefilled else reply, entry_point)
     if code is None:
         return None
     try:
@@ -106,9 +101,8 @@ class MBPPPlus(Benchmark):
         return take([Example(id=r["task_id"], data=r) for r in rows], limit)
 
     def to_requests(self, example: Example) -> list[Request]:
-        user = {"role": "user", "content": f"{INSTRUCTION}\n```\n{example.data['prompt'].strip()}\n```\n"}
-        messages = (user, {"role": "assistant", "content": PREFILL}) if self.opts.prefill else (user,)
-        return [Request(id=self.request_id(example), messages=messages, params=self.params)]
+        return [Request(id=self.request_id(example), messages=messages(example.data["prompt"], self.opts.prefill),
+                        params=self.params)]
 
     def tests(self, example: Example) -> tuple[FunctionTest, FunctionTest]:
         """(base, plus) tests of one task, the canonical solution as the trusted reference."""
