@@ -1,8 +1,8 @@
 """The runner: requests -> cache lookup -> batched generation -> store -> scores -> results.
 
 One runner serves evaluation and fusion-data construction (DESIGN.md §2). Requests are
-deduplicated (same messages + params = one generation), grouped by sampling params and
-sent to the backend in large chunks; each finished completion is committed to the store
+deduplicated (same messages + params = one generation) and sent to the backend in large
+chunks, sampling params mixed; each finished completion is committed to the store
 the moment the backend reports it. The backend is created lazily: a fully cached re-run
 never starts an engine.
 """
@@ -48,7 +48,7 @@ class GenerationStats:
 @dataclass
 class Pending:
     """What the store could not answer: one representative request per distinct cache key
-    (duplicates generate once) and the request ids waiting on each, grouped by params."""
+    (duplicates generate once) and the request ids waiting on each."""
 
     keys: dict[str, list[str]]  # request id -> its per-sample cache keys
     unique: dict[str, Request]  # first key -> representative request
@@ -67,11 +67,16 @@ class Pending:
         stats.completion_tokens += tokens
         return tokens
 
-    def groups(self) -> dict[SamplingParams, list[Request]]:
-        out: dict[SamplingParams, list[Request]] = {}
+    def chunks(self, size: int) -> list[list[Request]]:
+        """The unique requests in backend calls of at most `size`, sampling params mixed: every
+        backend honours each request's own params, and one call lets the engine batch a small
+        suite's groups together (one call per group decoded 1-3 sequences at a time). Requests
+        with equal params stay adjacent, so a backend that batches per params (hf) still can."""
+        order: dict[SamplingParams, list[Request]] = {}
         for r in self.unique.values():
-            out.setdefault(r.params, []).append(r)
-        return out
+            order.setdefault(r.params, []).append(r)
+        flat = [r for reqs in order.values() for r in reqs]
+        return [flat[i:i + size] for i in range(0, len(flat), size)]
 
 
 def split_cached(requests: list[Request], model: ResolvedModel, store: Store,
@@ -109,20 +114,16 @@ def generate_all(requests: list[Request], model: ResolvedModel, store: Store, ba
     if not unique:
         return out
 
-    groups = pending.groups()
     t_start = time.perf_counter()
     engine = backend.get()  # started before the clock: tokens/s measures generation, not start-up
     t0 = time.perf_counter()
     stats.engine_start_s += t0 - t_start
     with PhaseProgress(progress, description, len(unique)) as advance:
-        for reqs in groups.values():  # one backend call per params group and chunk
-            for start in range(0, len(reqs), CHUNK):
-                chunk = reqs[start:start + CHUNK]
+        for chunk in pending.chunks(CHUNK):
+            def on_result(i: int, c: Completion, chunk: list[Request] = chunk) -> None:
+                advance(1, pending.commit(chunk[i], c, store, model, out, stats))
 
-                def on_result(i: int, c: Completion, chunk: list[Request] = chunk) -> None:
-                    advance(1, pending.commit(chunk[i], c, store, model, out, stats))
-
-                engine.generate(chunk, on_result=on_result)
+            engine.generate(chunk, on_result=on_result)
     stats.seconds += time.perf_counter() - t0
     return out
 

@@ -45,14 +45,19 @@ def test_identical_prompts_are_generated_once(store):
     assert len(out) == 5 and len({c.text for c in out.values()}) == 1
 
 
-def test_requests_grouped_by_sampling_params(store):
+def test_sampling_params_share_one_backend_call_and_stay_adjacent(store, monkeypatch):
+    # one call for a small suite's several params groups lets the engine batch them together
     fake = FakeBackend()
-    reqs = [req(i) for i in range(4)] + [req(10 + i, temperature=0.7) for i in range(3)]
-    generate_all(reqs, MODEL, store, LazyBackend(lambda: fake), progress=False)
-    assert len(fake.calls) == 2
-    assert sorted(len(c) for c in fake.calls) == [3, 4]
-    for call in fake.calls:
-        assert len({r.params for r in call}) == 1
+    reqs = [req(i) for i in range(2)] + [req(10 + i, temperature=0.7) for i in range(3)] + [req(2), req(3)]
+    out = generate_all(reqs, MODEL, store, LazyBackend(lambda: fake), progress=False)
+    assert len(fake.calls) == 1 and len(out) == 7
+    temps = [r.params.temperature for r in fake.calls[0]]
+    assert temps == [0.0] * 4 + [0.7] * 3  # each request keeps its own params; equal params adjacent
+    monkeypatch.setattr("harness.runner.CHUNK", 3)
+    fake2 = FakeBackend()
+    generate_all([req(20 + i, temperature=0.3) for i in range(7)], MODEL, store, LazyBackend(lambda: fake2),
+                 progress=False)
+    assert [len(c) for c in fake2.calls] == [3, 3, 1]
 
 
 def test_cache_key_depends_on_model_template_params_and_sample():

@@ -13,7 +13,7 @@ How it runs:
 * the driver (this process) resolves the model and looks every request up in the store,
   with the runner's cache keys (`harness.store.generation_key`); a fully cached model
   starts no actor and touches no cluster;
-* the missing requests, deduplicated and grouped by sampling params as `generate_all`
+* the missing requests, deduplicated and chunked (sampling params mixed) as `generate_all`
   does, are cut into chunks of `ray.chunk` requests and handed out one at a time to
   `ray.actors` actors; each actor builds one backend (`harness.backends.make_backend`)
   for the model and generates whole chunks;
@@ -114,8 +114,7 @@ def generate_on_ray(requests: list[Request], model, store, backend_factory, spec
     if not unique:
         return out
 
-    groups = todo.groups()
-    chunks = deque(reqs[i:i + spec.chunk] for reqs in groups.values() for i in range(0, len(reqs), spec.chunk))
+    chunks = deque(todo.chunks(spec.chunk))
 
     def commit(chunk: list[Request], completions: list[Completion], advance) -> None:
         for r, c in zip(chunk, completions):
