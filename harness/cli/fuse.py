@@ -48,6 +48,9 @@ def cmd_teacher(args) -> int:
     if cut is not None and cut.truncated:
         console.print(f"{cut.truncated} of {cut.rows} rows cut to max_length={cut.max_length} pivot tokens (every "
                       "model scores the same cut text; they lose their EOS)")
+    if cut is not None and cut.over_context:
+        console.print(f"rows longer than a model's context, cut for every model to fit: {cut.over_context} "
+                      f"(limits {cut.context_limits})")
     if reports["dropped_rows"]:
         console.print(f"dropped rows: {reports['dropped_rows']}")
     console.print(f"wrote {Path(manifest.map_cache).parent / 'teacher.json'}")

@@ -3,7 +3,8 @@
   pivot: smollm2-135m-instruct      # the model that will be trained; its own top-k competes in MinCE
   sources:                          # same- or cross-tokenizer models
     - {name: math, model: runs/specialist-math}
-    - {name: gemma, model: gemma3-270m}   # no chat template -> plain text form (said in the report)
+    - {name: gemma, model: gemma3-270m, max_context: 2048}   # no chat template -> plain text form
+                                    # (said in the report); max_context: default its config's (truncate.py)
   data: data/sft.jsonl              # SFT rows (trainers/data.py formats), relative to the recipe
   limit: 32
   top_k: 10
@@ -31,8 +32,14 @@ from harness.yamlio import load_yaml_mapping
 from trainers.data import _Bad, load_raw, normalize
 from trainers.distill import align as A
 from trainers.distill import targets as TG
-from trainers.distill.teacher import CaptureJob, TeacherFile, capture
-from trainers.distill.truncate import TruncationReport, truncate_requests
+from trainers.distill.teacher import CaptureJob, TeacherFile, capture, resolve_plain
+from trainers.distill.truncate import (
+    ModelContext,
+    TruncationReport,
+    context_limit,
+    fit_contexts,
+    truncate_requests,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class SourceSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: str
     backend: str | None = Field(None, description="scoring backend for this source; default: the recipe's")
+    max_context: int | None = Field(None, ge=8, description="tokens this source scores at most (prompt + response); "
+                                    "default: its config's, below max_model_len under vLLM (truncate.py)")
 
 
 class TeacherRecipe(_Strict):
@@ -67,6 +76,7 @@ class TeacherRecipe(_Strict):
     max_length: int = Field(1024, ge=8, description="the training run's max_length (trainer default): prompt + "
                             "response pivot tokens; longer responses are cut for every model (truncate.py)")
     max_prompt_length: int = Field(512, ge=1, description="the training run's: rows with longer prompts are dropped")
+    pivot_max_context: int | None = Field(None, ge=8, description="the pivot's max_context (see SourceSpec)")
     output_dir: str
 
 
@@ -158,6 +168,17 @@ def _requests(recipe: TeacherRecipe, data: str, pivot_tok) -> tuple[list[TextSco
     return requests, cut, dropped
 
 
+def _model_contexts(recipe: TeacherRecipe, store, pivot_model, pivot_tok) -> list[ModelContext]:
+    """Every model's tokenizer, scoring form and context limit, for the check before any capture."""
+    out = [ModelContext("pivot", pivot_tok, pivot_model, resolve_plain(pivot_model),
+                        context_limit(pivot_model, recipe.backend, None, recipe.pivot_max_context))]
+    for src in recipe.sources:
+        model = resolve_model(src.model, store)
+        out.append(ModelContext(src.name, _tokenizer(model.path), model, resolve_plain(model),
+                                context_limit(model, src.backend or recipe.backend, None, src.max_context)))
+    return out
+
+
 def run_teacher(recipe: TeacherRecipe, base: Path, store) -> tuple[TeacherManifest, dict]:
     """Capture the pivot and every source, map the cross-tokenizer vocabularies, measure coverage,
     write the manifest. Returns it with the per-model capture reports (and the rows dropped)."""
@@ -166,6 +187,7 @@ def run_teacher(recipe: TeacherRecipe, base: Path, store) -> tuple[TeacherManife
     pivot_model = resolve_model(recipe.pivot, store)
     pivot_tok = _tokenizer(pivot_model.path)
     requests, cut, dropped = _requests(recipe, data, pivot_tok)
+    requests = fit_contexts(requests, pivot_tok, _model_contexts(recipe, store, pivot_model, pivot_tok), cut)
     reports = {"dropped_rows": dropped, "truncation": cut.model_dump()}
     truncated = frozenset(cut.truncated_rows)
     rules = recipe.token_rules or TG.default_rules(recipe.vocab_align)
