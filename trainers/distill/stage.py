@@ -38,6 +38,7 @@ class TeacherSource(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: str
     backend: str | None = None
+    max_context: int | None = Field(None, ge=8, description="tokens it scores at most (teacher recipe's)")
 
 
 class DistillRun(_Strict):
@@ -66,7 +67,8 @@ def build_teacher(pipe, spec: TeacherStage) -> None:
     for s in spec.sources:
         model, dep = pipe.start_model(s.model)
         deps += [d for d in dep if d not in deps]
-        sources.append({"name": s.name, "model": model, **({"backend": s.backend} if s.backend else {})})
+        sources.append({"name": s.name, "model": model, **({"backend": s.backend} if s.backend else {}),
+                        **({"max_context": s.max_context} if s.max_context else {})})
     recipe = {"pivot": pipe.recipe.target, "sources": sources, "data": str(data), "top_k": spec.top_k,
               "shard_rows": spec.shard_rows, "backend": spec.backend, "vocab_align": spec.vocab_align,
               **_capture_lengths(pipe, stage, data, spec.train), "output_dir": str(out / "teacher")}
