@@ -41,6 +41,9 @@ def test_bakeoff_recipe_validates_and_builds_every_family(recipe, tmp_path):
     assert {"specialist:smollm2-135m-math", "data", "data-target", "distill", "leaderboard", "gate"} <= set(stages)
     assert stages["fuse_po"].deps == ["data", "fuse_sft"]  # FuseSFT -> FusePO
     assert stages["sce-pairwise"].deps == ["distill-pair-math", "distill-pair-gemma"]
+    # FuseO1 style: two specialists, neither the target (the target's task vector is zero, so a
+    # merge with it returned the other model unchanged)
+    assert stages["sce-sources"].deps == ["specialist:smollm2-135m-math", "specialist:smollm2-135m-math-b"]
     teacher = stages["distill"].spec["recipe"]
     assert [s["model"] for s in teacher["sources"]] == ["smollm2-135m-math", "gemma3-270m"]  # cross-tokenizer
     assert pipe.recipe.evaluate.benchmarks == ["gsm8k", "mbpp-plus"]
