@@ -150,9 +150,17 @@ benchmarks:
 """
 
 
-def _run(tmp_path, backend: str, db: str):
+LOGLIK_SUITE = """
+name: lm-eval-loglik
+benchmarks:
+  - name: lm-eval:mmlu_abstract_algebra
+    limit: 3
+"""
+
+
+def _run(tmp_path, backend: str, db: str, suite_text: str = SUITE):
     suite = tmp_path / "tiny.yaml"
-    suite.write_text(SUITE)
+    suite.write_text(suite_text)
     return harness_cli("run", "suite", str(suite), "--backend", backend, "--store", str(tmp_path / db),
                        "--out", str(tmp_path / f"out-{backend}"), "--no-progress", timeout=1800)
 
@@ -170,14 +178,32 @@ def test_suite_end_to_end_on_vllm_and_hf_agree(tmp_path):
     per_bench = dict(con.execute("SELECT benchmark, count(*) FROM scores GROUP BY benchmark").fetchall())
     assert per_bench == {"lm-eval:bbh_cot_fewshot": 27, "lm-eval:ifeval": 3, "lm-eval:mmlu_abstract_algebra": 3}
     _run(tmp_path, "hf", "h.sqlite")
-    hf = sqlite3.connect(tmp_path / "h.sqlite")
+    _assert_text_scores_agree(con, sqlite3.connect(tmp_path / "h.sqlite"), n=12)
+
+
+def _assert_text_scores_agree(a_db, b_db, n: int) -> None:
+    """The same texts scored in two stores: same tokens, per-token log-probs within 1e-3."""
     q = "SELECT request_id, result FROM text_scores ORDER BY request_id"
-    v_rows, h_rows = dict(con.execute(q).fetchall()), dict(hf.execute(q).fetchall())
-    assert len(v_rows) == len(h_rows) == 12
-    for rid, raw in v_rows.items():
-        a, b = json.loads(raw), json.loads(h_rows[rid])
+    a_rows, b_rows = dict(a_db.execute(q).fetchall()), dict(b_db.execute(q).fetchall())
+    assert len(a_rows) == len(b_rows) == n and a_rows.keys() == b_rows.keys()
+    for rid, raw in a_rows.items():
+        a, b = json.loads(raw), json.loads(b_rows[rid])
         assert a["token_ids"] == b["token_ids"]
         assert max(abs(x - y) for x, y in zip(a["logprobs"], b["logprobs"])) < 1e-3
+
+
+@pytest.mark.e2e
+@requires_vllm
+def test_loglikelihood_task_agrees_on_vllm_and_hf(tmp_path):
+    """A log-likelihood task (MMLU abstract algebra, 3 items x 4 choices) through `harness run
+    suite` on vLLM and on transformers: every choice's per-token log-probs within 1e-3, and the
+    same per-item accuracy in both stores."""
+    _run(tmp_path, "vllm", "v.sqlite", LOGLIK_SUITE)
+    _run(tmp_path, "hf", "h.sqlite", LOGLIK_SUITE)
+    v, h = sqlite3.connect(tmp_path / "v.sqlite"), sqlite3.connect(tmp_path / "h.sqlite")
+    _assert_text_scores_agree(v, h, n=12)
+    q = "SELECT item_id, json_extract(score, '$.score') FROM scores ORDER BY item_id"
+    assert v.execute(q).fetchall() == h.execute(q).fetchall() and len(v.execute(q).fetchall()) == 3
 
 
 def test_passthrough_resumes_after_sigkill(tmp_path, data_dir, embedded_model_dir):
