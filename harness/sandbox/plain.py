@@ -12,12 +12,29 @@ hashable key, insertion order kept), {"$s": [...]} set, {"$fs": [...]} frozenset
 {"$o": "module.Type"} (decoded as an Opaque) for a program's result of any other type. A JSON
 object is never a value of its own, so a tag cannot be confused with data.
 
+A value whose encoding is over the transport cap travels as {"$h": sha256 hex} (decoded as a
+Digest; `dumps_capped`): the SHA-256 of the value's canonical encoding (`digest`), computed
+streaming, never the whole encoding at once. The canonical encoding is Python's repr for
+None, bool, int, float (exact: repr round-trips), str, bytes, complex, and for lists and tuples
+(in order); dicts (and the dict subclasses above) list their items sorted by the key's
+encoding, sets and frozensets their elements sorted by encoding, so iteration order, which
+follows the string-hash seed of each process, does not matter. It is type-strict like the JSON
+form (1, 1.0 and True differ; list and tuple differ; set and frozenset differ): equal digests
+mean equal values of equal types, a false "equal" only by a SHA-256 collision. A Digest equals
+exactly the values with its digest, so a test comparing it with `==` gets the right answer and
+any other use (indexing, set(), arithmetic for a float tolerance) fails as a test failure.
+Why a program cannot forge one: it computes the digest of what it returned, inside its own
+sandbox, and never sees the expected value or its digest (those exist only in trusted
+processes: the reference's recording and the test's replay). To match, it must return a value
+with the expected digest: the expected value, in practice.
+
 The harness parses text produced by untrusted code only through `loads_bounded`: size checked
 before parsing, nesting depth checked by a linear scan before `json.loads` (which recurses), and
 `decode` refuses anything that is not the shape above. The result is fresh builtin objects, so
 nothing the untrusted side defined (an always-equal `__eq__`, a lying `__hash__`) survives.
 """
 
+import hashlib as _hashlib
 import json as _json
 import math as _math
 import re as _re
@@ -98,7 +115,8 @@ def dumps(x):
     return _json.dumps(encode(x), ensure_ascii=False, allow_nan=False)
 
 
-_TAGS = {"$t", "$d", "$s", "$fs", "$b", "$c", "$f", "$o"}
+_TAGS = {"$t", "$d", "$s", "$fs", "$b", "$c", "$f", "$o", "$h"}
+_HEX = frozenset("0123456789abcdef")
 
 
 def decode(j, depth=0):
@@ -129,6 +147,10 @@ def decode(j, depth=0):
         if type(v) is not str or len(v) > 200:
             raise PlainValueError("malformed opaque value")
         return Opaque(v)
+    if tag == "$h":
+        if type(v) is not str or len(v) != 64 or not _HEX.issuperset(v):
+            raise PlainValueError("malformed digest")
+        return Digest(v)
     if type(v) is not list:
         raise PlainValueError(f"malformed {tag}")
     items = [decode(e, depth + 1) for e in v]
@@ -156,6 +178,135 @@ def decode(j, depth=0):
         raise PlainValueError(f"malformed {tag}: {e}") from None
     except ValueError as e:
         raise PlainValueError(f"malformed {tag}: {e}") from None
+
+
+# ---- values over the transport cap: their digest -------------------------------------------
+class Digest:
+    """A result that was over the transport cap, as the SHA-256 of its canonical encoding (see
+    the module docstring). Equal to a value exactly when that value has the same digest; not
+    hashable, not iterable, no arithmetic: only `==` and `!=` can see it."""
+
+    __slots__ = ("hex",)
+
+    def __init__(self, hex):
+        self.hex = hex
+
+    def __eq__(self, other):
+        if type(other) is Digest:
+            return self.hex == other.hex
+        try:
+            return digest(other) == self.hex
+        except (PlainValueError, ValueError, RecursionError):  # not plain: not what was returned
+            return False
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"<result over the transport cap, sha256 {self.hex[:16]}...>"
+
+
+_DIGEST_SCALARS = frozenset((type(None), bool, int, float, str, bytes, complex))
+
+
+def digest(x):
+    """SHA-256 hex of x's canonical encoding, streamed; NotPlainError / PlainValueError as
+    encode() raises them."""
+    h = _hashlib.sha256()
+    _digest_feed(h.update, x, 0)
+    return h.hexdigest()
+
+
+def _digest_bytes(x, depth):
+    parts = []
+    _digest_feed(parts.append, x, depth)
+    return b"".join(parts)
+
+
+def _digest_feed(put, x, depth):
+    t = type(x)
+    if depth > MAX_DEPTH:
+        raise PlainValueError(f"nested deeper than {MAX_DEPTH}")
+    if t in _DIGEST_SCALARS:
+        put(repr(x).encode("utf-8", "surrogatepass"))
+    elif t is list or t is tuple:
+        if _DIGEST_SCALARS.issuperset(map(type, x)):  # C speed; the same bytes as the loop below
+            put(repr(x).encode("utf-8", "surrogatepass"))
+            return
+        put(b"[" if t is list else b"(")
+        for i, v in enumerate(x):
+            if i:
+                put(b", ")
+            _digest_feed(put, v, depth + 1)
+        put(b"]" if t is list else (b",)" if len(x) == 1 else b")"))
+    elif t is dict or _qualname(t) in _DICT_LIKE:
+        items = sorted(((_digest_bytes(k, depth + 1), v) for k, v in dict.items(x)), key=lambda kv: kv[0])
+        put(b"{")
+        for i, (k, v) in enumerate(items):
+            put(b", " + k + b": " if i else k + b": ")
+            _digest_feed(put, v, depth + 1)
+        put(b"}")
+    elif t is set or t is frozenset:
+        put((b"set{" if t is set else b"frozenset{") + b", ".join(sorted(_digest_bytes(v, depth + 1) for v in x))
+            + b"}")
+    elif getattr(t, "__module__", None) == "numpy" and (hasattr(x, "tolist") or hasattr(x, "item")):
+        conv = x.tolist if hasattr(x, "shape") and x.shape != () else x.item  # as encode() converts
+        _digest_feed(put, conv(), depth + 1)
+    else:
+        raise NotPlainError(f"not a plain value: {t.__module__}.{t.__qualname__}")
+
+
+def encoded_over(x, max_chars):
+    """True when dumps(x), and repr(x) too, is surely longer than max_chars, found by adding
+    up a lower bound of its length (every value at least 1 character, a string its length + 2,
+    containers their brackets and separators) only until it passes max_chars: cheap even for a
+    huge value."""
+    total = 0
+    stack = [iter((x,))]
+    while stack:
+        v = next(stack[-1], stack)
+        if v is stack:
+            stack.pop()
+            continue
+        t = type(v)
+        if t is str:
+            total += len(v) + 2
+        elif t is bytes:
+            total += len(v) + 3
+        elif t in (list, tuple, set, frozenset):
+            total += 1 + max(len(v), 1)
+            stack.append(iter(v))
+        elif t is dict or _qualname(t) in _DICT_LIKE:
+            total += 1 + 3 * len(v)
+            stack.append(_flat_items(v))
+        else:
+            total += 1
+        if total > max_chars:
+            return True
+    return False
+
+
+def _flat_items(d):
+    for k, v in dict.items(d):
+        yield k
+        yield v
+
+
+def dumps_capped(x, max_chars):
+    """dumps(x), or {"$h": digest(x)} when that text would be over max_chars characters (the
+    encoding is never built for a value that is surely over the cap)."""
+    if not encoded_over(x, max_chars):
+        text = dumps(x)
+        if len(text) <= max_chars:
+            return text
+    return _json.dumps({"$h": digest(x)})
+
+
+def is_digest(text):
+    """Whether encoded text is a digest token (as dumps_capped writes it, or canonical())."""
+    return text.startswith(('{"$h": "', '{"$h":"'))
 
 
 def json_depth(text):

@@ -8,7 +8,8 @@ decoded into fresh builtin objects.
 
 JOB["step"] == "record": for each of JOB["tests"], run the test against the reference solution
   through a recording proxy; emit {"id", "split", "calls": [[args_key, output_or_None], ...],
-  "passed": bool, "error": str|None}, the distinct calls in first-call order.
+  "passed": bool, "error": str|None}, the distinct calls in first-call order. An output whose
+  encoding is over JOB["max_chars"] is recorded as its digest (plain.dumps_capped).
 JOB["step"] == "replay": run the test again with a proxy that answers each call with the value
   the candidate returned for the same arguments (JOB["answers"]: args_key -> {ok, out | status,
   error}); emit {"status", "error", "where"}: the verdict, or {"need": args_key} when the test
@@ -78,10 +79,10 @@ def record(job):
     """Several tests per process (trusted code only; each in fresh namespaces, with its own
     timer): one data event per test, tagged with its id."""
     for t in job["tests"]:
-        emit(event="data", id=t["id"], **record_one(t))  # noqa: F821
+        emit(event="data", id=t["id"], **record_one(t, job.get("max_chars") or 1 << 24))  # noqa: F821
 
 
-def record_one(job):
+def record_one(job, max_chars):
     ref = {"__name__": "__reference__"}
     calls, order = {}, []
     error = None
@@ -102,7 +103,7 @@ def record_one(job):
             if key not in calls:
                 order.append(key)
                 try:
-                    calls[key] = plain_dumps(out)  # noqa: F821
+                    calls[key] = plain_dumps_capped(out, max_chars)  # noqa: F821
                 except PlainValueError:  # noqa: F821 - the expected value is still in the test
                     calls[key] = None
             return out

