@@ -25,6 +25,7 @@ BENCHMARKS = Registry(
         "livebench": "harness.benchmarks.livebench:LiveBench",
         "alignbench": "harness.benchmarks.alignbench:AlignBench",
         "mbpp-plus": "harness.benchmarks.mbpp_plus:MBPPPlus",
+        "theoremqa": "harness.benchmarks.theoremqa:TheoremQA",
     },
     # any lm-evaluation-harness task: lm-eval:<task> (harness/benchmarks/lm_eval_task.py)
     prefixes={"lm-eval:": "harness.benchmarks.lm_eval_task:lm_eval_benchmark"},
