@@ -86,6 +86,19 @@ def test_canonical_solutions_pass_base_and_plus(bench):
     assert m["pass@1"]["value"] == 100.0 and m["pass@1_base"]["value"] == 100.0 and m["pass@1"]["n"] == len(exs)
 
 
+@pytest.mark.skipif(not FULL, reason="about 150 s on 2 cores: set HARNESS_FULL_CANONICAL=1")
+def test_mbpp_255_plus_result_over_the_cap_is_judged_by_digest(bench):
+    """Mbpp/255's plus set returns 1.66 M tuples in one call: the canonical solution passes by
+    digest equality, one missing the last tuple passes base and fails plus."""
+    ex = next(e for e in bench.load() if e.id == "Mbpp/255")
+    wrong = ("from itertools import combinations_with_replacement\n"
+             "def combinations_colors(l, n):\n    out = list(combinations_with_replacement(l, n))\n"
+             "    return out[:-1] if n > 50 else out\n")
+    texts = [ex.data["canonical_solution"].lstrip("\n"), wrong]
+    (s,) = bench.score([ex], {bench.request_id(ex): Completion(texts=texts, finish_reasons=["stop", "stop"])})
+    assert s["outcomes"] == ["passed", "failed"] and s["n_passed_base"] == 2, s
+
+
 def test_solution_tuned_to_base_inputs_passes_base_and_fails_plus(bench):
     ex = next(e for e in bench.load(limit=3) if e.id == "Mbpp/3")  # is_not_prime; base: 1, 2, 10, 35, 37
     wrong = "def is_not_prime(n):\n    return n in (1, 10, 35)\n"
