@@ -236,6 +236,16 @@ def test_openai_judge_constrains_only_when_told_how_its_server_takes_a_regex(sto
     assert told.can_constrain is True
 
 
+def test_an_http_judge_uses_the_openai_backend_whatever_the_candidates_backend(store):
+    # `run suite fusechat3 --backend vllm`: the pool's backend (vllm) is for local judges; the
+    # suite's GPT-4 judge is served over HTTP and once failed with "use --backend openai"
+    from harness.judges import JudgePool
+
+    judge = JudgePool(store, backend="vllm").get("openai:gpt-4-1106-preview@http://127.0.0.1:9/v1")
+    assert judge.model.kind == "openai" and judge.can_constrain is False
+    judge.close()  # never started: the backend is lazy
+
+
 def test_openai_payload_carries_the_regex_in_the_servers_field():
     from harness.backends.openai_backend import OpenAIBackend
     from harness.errors import UsageError

@@ -218,7 +218,9 @@ class JudgePool:
         if spec in self.judges:
             return self.judges[spec]
         model = resolve_model(spec, self.store)
-        backend_name = backends.pick_backend(self.backend, model)
+        # the pool's backend is the candidate's, for local judges; a judge served over HTTP
+        # (the published GPT-4 judges) always goes through the openai backend
+        backend_name = "openai" if model.kind == "openai" else backends.pick_backend(self.backend, model)
         options = dict(self.backend_options)
         if backend_name == "vllm":
             options.setdefault("seed", self.seed)
