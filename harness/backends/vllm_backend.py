@@ -18,13 +18,14 @@ from harness.textscore import OnScore, TextScore, TextScoreRequest, split_tokens
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_MODEL_LEN = 4096  # engine context unless --backend-option max_model_len=N
 
 
 class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model, *, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-                 dtype: str = "auto", max_model_len: int | None = 4096, seed: int = 0,
+                 dtype: str = "auto", max_model_len: int | None = DEFAULT_MAX_MODEL_LEN, seed: int = 0,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  **engine_kwargs: Any):
         # vLLM-CPU reserves this much RAM for the KV cache; 2 GiB (~45k tokens of SmolLM2) is plenty here

@@ -31,7 +31,6 @@ rejects a text of max_model_len tokens or more), or the recipe's `max_context` f
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ from pydantic import BaseModel
 
 from harness.backends import pick_backend
 from harness.backends.base import render_chat
-from harness.backends.vllm_backend import VLLMBackend
+from harness.backends.vllm_backend import DEFAULT_MAX_MODEL_LEN
 from harness.errors import UsageError
 from harness.models import ResolvedModel
 from harness.textscore import TextScoreRequest, split_tokens
@@ -143,10 +142,8 @@ def context_limit(model: ResolvedModel, backend: str, options: dict | None, over
 
     n = getattr(AutoConfig.from_pretrained(model.path).get_text_config(), "max_position_embeddings", None)
     if pick_backend(backend, model) == "vllm":
-        default = inspect.signature(VLLMBackend.__init__).parameters["max_model_len"].default
-        engine = (options or {}).get("max_model_len", default)
-        engine = min(x for x in (engine, n) if x is not None) if (engine or n) else None
-        return engine - 1 if engine is not None else None
+        limits = [x for x in ((options or {}).get("max_model_len", DEFAULT_MAX_MODEL_LEN), n) if x is not None]
+        return min(limits) - 1 if limits else None
     return n
 
 
