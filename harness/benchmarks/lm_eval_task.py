@@ -266,12 +266,34 @@ class LMEvalTask(Benchmark):
         tasks_dir = Path(lm_eval.__file__).parent / "tasks"
         local = local_overlays(self.task, tasks_dir)
         if local is not None:
-            if self.ctx.data_dir is None:
-                raise DataNotFoundError(f"{self.name} reads local data: pass --data-dir (or set HARNESS_DATA_DIR)")
-            include = Path(tempfile.mkdtemp(prefix="fh-lm-eval-"))
+            task_dict = self._local_task_dict(local, tasks_dir)
+        else:
+            tm = TaskManager()
+            if self.task not in tm.all_tasks:
+                raise _unknown_task(self.task, tm.all_tasks)
+            self.dataset_revision = "hub (as lm-eval " + self.VERSION.removeprefix("lm-eval-") + " configures it)"
+            try:
+                task_dict = get_task_dict([self.task], tm)
+            except Exception as e:
+                raise DataNotFoundError(
+                    f"{self.name}: lm-eval could not load its data ({type(e).__name__}: {str(e)[:300]}). This task "
+                    f"reads the hub; local data is wired for {', '.join(sorted(LOCAL_DATA))} (LOCAL_DATA in "
+                    f"{Path(__file__).name}); run online or add an entry for it") from e
+        self._set_fewshot(task_dict)
+        return task_dict
+
+    def _local_task_dict(self, local, tasks_dir: Path):
+        """Overlay YAMLs that point lm-eval's own task configs at the data dir, written to a temporary
+        directory that lives only while lm-eval reads them (task objects keep their config in memory)."""
+        from lm_eval.tasks import TaskManager, get_task_dict
+
+        if self.ctx.data_dir is None:
+            raise DataNotFoundError(f"{self.name} reads local data: pass --data-dir (or set HARNESS_DATA_DIR)")
+        with tempfile.TemporaryDirectory(prefix="fh-lm-eval-") as tmp:
+            include = Path(tmp)
             overlays = local(Path(self.ctx.data_dir), tasks_dir, include)
-            missing = [f for o in overlays for f in o.dataset["dataset_kwargs"]["data_files"].values()
-                       if not Path(f).exists()]
+            files = [Path(f) for o in overlays for f in o.dataset["dataset_kwargs"]["data_files"].values()]
+            missing = [f for f in files if not f.exists()]
             if missing:
                 raise DataNotFoundError(f"{self.name}: local data not found: {missing[0]} ({len(missing)} files "
                                         f"missing); lay out {self.ctx.data_dir} like shared/benchmarks")
@@ -282,26 +304,8 @@ class LMEvalTask(Benchmark):
             # only the overlay directory is indexed: its YAMLs include lm-eval's own by absolute path, and
             # indexing lm-eval's whole library (14k entries) cost ~11 s per build, twice per run
             tm = TaskManager(include_path=str(include), include_defaults=False)
-            names = [f"fh_{o.task}" for o in overlays]
-            files = [Path(f) for o in overlays for f in o.dataset["dataset_kwargs"]["data_files"].values()]
             self.dataset_revision = "local:" + stable_hash([file_revision(f) for f in files])[:16]
-        else:
-            tm = TaskManager()
-            if self.task not in tm.all_tasks:
-                raise _unknown_task(self.task, tm.all_tasks)
-            names = [self.task]
-            self.dataset_revision = "hub (as lm-eval " + self.VERSION.removeprefix("lm-eval-") + " configures it)"
-        try:
-            task_dict = get_task_dict(names, tm)
-        except Exception as e:
-            if local is not None:
-                raise
-            raise DataNotFoundError(
-                f"{self.name}: lm-eval could not load its data ({type(e).__name__}: {str(e)[:300]}). This task reads "
-                f"the hub; local data is wired for {', '.join(sorted(LOCAL_DATA))} (LOCAL_DATA in "
-                f"{Path(__file__).name}); run online or add an entry for it") from e
-        self._set_fewshot(task_dict)
-        return task_dict
+            return get_task_dict([f"fh_{o.task}" for o in overlays], tm)
 
     def _set_fewshot(self, task_dict) -> None:
         n = self.opts.num_fewshot
