@@ -60,7 +60,6 @@ class StageRecord:
     status: str  # cached | ran | planned
     seconds: float = 0.0
     key: str = ""
-    peak_rss_mib: float | None = None  # the stage's largest subprocess; None: it ran in-process
 
 
 @dataclass
@@ -73,22 +72,6 @@ class PipelineResult:
 
 def _sha_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def run_measured(cmd: list[str]) -> tuple[int, float]:
-    """Run `cmd` to its end; its exit code (negative: killed by that signal) and its peak RSS in MiB.
-
-    The peak is the child's own or that of any descendant it reaped (vLLM's engine process), read
-    from wait4's rusage, so each pipeline stage gets its own figure without polling."""
-    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except BaseException:  # Ctrl-C: the stage must not outlive the pipeline (it resumes next run)
-        proc.kill()
-        proc.wait()
-        raise
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return proc.returncode, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
 def _die_with_parent() -> None:
@@ -143,7 +126,6 @@ class Pipeline:
         self.status_dir = self.workdir / "stages"
         self.stages: list[Stage] = []
         self.outputs: dict[str, dict[str, str]] = {}
-        self._stage_peak_mib: float | None = None  # max over the running stage's `harness` subprocesses
         self.evals: list[dict[str, Any]] = []  # {label, model, role, dir}
         self.candidates: list[tuple[str, str]] = []  # (producing stage, candidate name), in training order
         self.skipped: dict[str, str] = {}  # `stages:` entry -> why it was left out (StageSkipped)
@@ -192,8 +174,7 @@ class Pipeline:
         if not self.progress and args[0] in ("run", "train", "fuse"):
             cmd.append("--no-progress")
         self.say("$ harness " + " ".join(cmd[3:]))
-        rc, peak_mib = run_measured(cmd)
-        self._stage_peak_mib = max(self._stage_peak_mib or 0.0, peak_mib)
+        rc = subprocess.run(cmd, preexec_fn=_die_with_parent).returncode
         if rc != 0:
             raise StageFailed(f"`harness {' '.join(args[:2])}` exited with {rc}; everything it finished is kept "
                               "(store, checkpoints): run the same `harness pipeline` command again to resume")
@@ -385,19 +366,17 @@ class Pipeline:
             resume = status.get("pending") == key and not forced
             _write_json(path, {"pending": key, "stage": stage.name, "started_at": time.time()})
             self.say(f"[{i}/{n}] {stage.name}: {'resuming' if resume else 'running'} ({stage.describe})")
-            t0, self._stage_peak_mib = time.perf_counter(), None
+            t0 = time.perf_counter()
             stage.run(resume)
             outs = stage.outputs()
             if outs is None:
                 raise StageFailed(f"stage {stage.name} finished but its outputs are missing")
             seconds = time.perf_counter() - t0
-            peak = None if self._stage_peak_mib is None else round(self._stage_peak_mib, 1)
             _write_json(path, {"key": key, "stage": stage.name, "outputs": outs, "seconds": round(seconds, 1),
-                               "peak_rss_mib": peak, "finished_at": time.time()})
+                               "finished_at": time.time()})
             self.outputs[stage.name] = outs
-            result.stages.append(StageRecord(stage.name, "ran", seconds, key, peak))
-            rss = "" if peak is None else f", peak RSS {peak / 1024:.2f} GiB"
-            self.say(f"[{i}/{n}] {stage.name}: done in {seconds:.0f}s{rss}")
+            result.stages.append(StageRecord(stage.name, "ran", seconds, key))
+            self.say(f"[{i}/{n}] {stage.name}: done in {seconds:.0f}s")
         lb = self.workdir / "leaderboard" / "index.html"
         result.leaderboard = lb if lb.is_file() else None
         gate = self.workdir / "gate" / "gate.json"
