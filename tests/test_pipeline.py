@@ -265,3 +265,64 @@ def test_an_empty_training_set_stops_with_why_and_what_to_change(in_tmp):
     stage.run(False)  # rows: no complaint
     pipe._harness = fake_fuse
     next(s for s in pipe.stages if s.name == "data").run(False)  # phase 1 of WRPO needs SFT rows only: 7
+
+
+def test_a_stage_peak_rss_is_its_own_not_that_of_the_process_that_starts_it():
+    """ru_maxrss of a child forked straight from this process would start at this process's RSS
+    (the bug the launcher exists for): hold 400 MiB here and a `pass` child must still read small."""
+    import sys
+
+    from trainers.pipeline.peak_rss import run_measured
+
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: resident, not just mapped
+    small_rc, small = run_measured([sys.executable, "-c", "pass"])
+    # 300 MiB held by a grandchild that the stage waits for (as a stage waits for vLLM's engine)
+    grandchild = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    child = f"import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', {grandchild!r}]).returncode + 3)"
+    rc, peak = run_measured([sys.executable, "-c", child])
+    del ballast
+    assert (small_rc, rc) == (0, 3)
+    assert small < 100 < 300 < peak < 400, (small, peak)
+    rc, _ = run_measured([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+    assert rc == -15  # a stage killed by a signal reads as subprocess.run would report it
+    rc, peak = run_measured(["/nonexistent/harness"])
+    assert rc == 127 and peak is not None and peak < 100  # exec failed: the shell's code, still measured
+
+
+def test_in_process_stage_peak_starts_from_the_stage_not_from_earlier_work():
+    from trainers.pipeline.peak_rss import own_peak_mib, reset_own_peak
+
+    if not reset_own_peak():
+        pytest.skip("this kernel does not allow resetting the peak RSS (/proc/self/clear_refs)")
+    big = bytearray(300 * 2**20)
+    big[::4096] = b"x" * len(big[::4096])
+    before = own_peak_mib()
+    del big
+    assert reset_own_peak()
+    after = own_peak_mib()
+    assert before is not None and after is not None and after < before - 250, (before, after)
+
+
+def test_each_stage_records_its_peak_rss_in_its_status_file_and_pipeline_json(in_tmp):
+    """The subprocess path (`harness runs`, a real command) and the in-process path (a stage body
+    holding 300 MiB, as a merge does) each land in stages/<stage>.json and pipeline.json."""
+    rec = Recorder()
+    pipe = pipeline(in_tmp, RECIPE, rec)
+
+    def hold_300_mib(resume: bool) -> None:
+        held = bytearray(300 * 2**20)
+        held[::4096] = b"x" * len(held[::4096])
+        rec.count["leaderboard"] = 1
+
+    by_name = {s.name: s for s in pipe.stages}
+    by_name["data"].run = lambda resume: (pipe._harness("runs"), rec._run("data", resume))
+    by_name["leaderboard"].run = hold_300_mib
+    res = pipe.run()
+    peaks = {s.name: s.peak_rss_mib for s in res.stages}
+    status = json.loads((pipe.status_dir / "data.json").read_text())
+    assert status["peak_rss_mib"] == peaks["data"] and peaks["data"] > 20  # python + harness.cli imported
+    if peaks["leaderboard"] is not None:  # None only where the kernel forbids resetting the peak
+        assert peaks["leaderboard"] > 250 + max(peaks["gate"], peaks["sft"])  # the 300 MiB, not earlier peaks
+    saved = json.loads((pipe.workdir / "pipeline.json").read_text())
+    assert {s["name"]: s["peak_rss_mib"] for s in saved["stages"]} == peaks

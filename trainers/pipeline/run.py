@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from typing import Any
 from harness.errors import HarnessError, UsageError
 from trainers.pipeline.base_stages import recipe_graph
 from trainers.pipeline.config import PipelineRecipe, suite_path, trainer_config
+from trainers.pipeline.peak_rss import own_peak_mib, reset_own_peak, run_measured
 from trainers.pipeline.stages import STAGE_KINDS, Stage, data_files_needed, slug
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class StageRecord:
     status: str  # cached | ran | planned
     seconds: float = 0.0
     key: str = ""
+    peak_rss_mib: float | None = None  # the stage's largest process (peak_rss.py); None: not measured
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Pipeline:
         self.status_dir = self.workdir / "stages"
         self.stages: list[Stage] = []
         self.outputs: dict[str, dict[str, str]] = {}
+        self._child_peak_mib: float | None = None  # max over the running stage's `harness` subprocesses
         self.evals: list[dict[str, Any]] = []  # {label, model, role, dir}
         self.candidates: list[tuple[str, str]] = []  # (producing stage, candidate name), in training order
         self.skipped: dict[str, str] = {}  # `stages:` entry -> why it was left out (StageSkipped)
@@ -174,7 +176,9 @@ class Pipeline:
         if not self.progress and args[0] in ("run", "train", "fuse"):
             cmd.append("--no-progress")
         self.say("$ harness " + " ".join(cmd[3:]))
-        rc = subprocess.run(cmd, preexec_fn=_die_with_parent).returncode
+        rc, peak_mib = run_measured(cmd, preexec_fn=_die_with_parent)
+        if peak_mib is not None:
+            self._child_peak_mib = max(self._child_peak_mib or 0.0, peak_mib)
         if rc != 0:
             raise StageFailed(f"`harness {' '.join(args[:2])}` exited with {rc}; everything it finished is kept "
                               "(store, checkpoints): run the same `harness pipeline` command again to resume")
@@ -329,6 +333,12 @@ class Pipeline:
         _write_json(gate_file, out)
 
     # ---- running ------------------------------------------------------------------------------
+    def _stage_peak_mib(self, own_measured: bool) -> float | None:
+        """The stage's largest process: its `harness` subprocesses (each measured on its own) or, for
+        work done in this process (merges, leaderboard, gate), this process since the stage began."""
+        peaks = [p for p in (self._child_peak_mib, own_peak_mib() if own_measured else None) if p is not None]
+        return round(max(peaks), 1) if peaks else None
+
     def _key(self, stage: Stage) -> str:
         spec = {k: (v() if callable(v) else v) for k, v in stage.spec.items()}
         return _sha_json({"stage": stage.name, "spec": spec,
@@ -366,17 +376,19 @@ class Pipeline:
             resume = status.get("pending") == key and not forced
             _write_json(path, {"pending": key, "stage": stage.name, "started_at": time.time()})
             self.say(f"[{i}/{n}] {stage.name}: {'resuming' if resume else 'running'} ({stage.describe})")
-            t0 = time.perf_counter()
+            t0, self._child_peak_mib, own_measured = time.perf_counter(), None, reset_own_peak()
             stage.run(resume)
             outs = stage.outputs()
             if outs is None:
                 raise StageFailed(f"stage {stage.name} finished but its outputs are missing")
             seconds = time.perf_counter() - t0
+            peak = self._stage_peak_mib(own_measured)
             _write_json(path, {"key": key, "stage": stage.name, "outputs": outs, "seconds": round(seconds, 1),
-                               "finished_at": time.time()})
+                               "peak_rss_mib": peak, "finished_at": time.time()})
             self.outputs[stage.name] = outs
-            result.stages.append(StageRecord(stage.name, "ran", seconds, key))
-            self.say(f"[{i}/{n}] {stage.name}: done in {seconds:.0f}s")
+            result.stages.append(StageRecord(stage.name, "ran", seconds, key, peak))
+            rss = "" if peak is None else f", peak RSS {peak / 1024:.2f} GiB"
+            self.say(f"[{i}/{n}] {stage.name}: done in {seconds:.0f}s{rss}")
         lb = self.workdir / "leaderboard" / "index.html"
         result.leaderboard = lb if lb.is_file() else None
         gate = self.workdir / "gate" / "gate.json"

@@ -1,0 +1,101 @@
+"""Peak resident memory of one pipeline stage, whether it runs as a subprocess or in-process.
+
+Why this module is also a script: Linux reports a child's `ru_maxrss` as at least the resident set
+of the process it was forked from (exec keeps the old memory map's high-water mark), so a stage
+forked straight from the pipeline process (hundreds of MiB once torch is imported) would report
+max(pipeline, stage). `run_measured` therefore starts this file as a small launcher
+(`python -I peak_rss.py OUT CMD...`, stdlib only, ~10 MiB): the launcher forks the stage, waits for
+it and writes `RUSAGE_CHILDREN.ru_maxrss` to OUT: the largest peak of the stage and of every
+descendant it reaped (vLLM's engine process included), and nothing of the pipeline's.
+
+Stages that run in the pipeline process (merges, leaderboard, gate) are measured by resetting the
+process's own high-water mark (`/proc/self/clear_refs`, Linux >= 4.0) before the stage and reading
+`VmHWM` after it. That figure includes the pipeline's own resident set, which that stage needs too.
+
+Every function returns None where the platform cannot measure; the stage still runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+_HWM = re.compile(r"^VmHWM:\s+(\d+) kB", re.MULTILINE)
+
+
+def run_measured(cmd: list[str], preexec_fn: Callable[[], None] | None = None) -> tuple[int, float | None]:
+    """Run `cmd` to its end through the launcher: its exit code (negative: killed by that signal,
+    as `subprocess.run` reports it) and the peak RSS in MiB of it and its reaped descendants."""
+    with tempfile.TemporaryDirectory(prefix="fh-rss-") as tmp:
+        out = Path(tmp) / "peak_kib"
+        rc = subprocess.run([sys.executable, "-I", __file__, str(out), *cmd], preexec_fn=preexec_fn).returncode
+        text = out.read_text().strip() if out.is_file() else ""
+    return rc, (int(text) / 1024 if text.isdigit() else None)
+
+
+def reset_own_peak() -> bool:
+    """Start a new high-water mark for this process's resident set; False where Linux does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def own_peak_mib() -> float | None:
+    """This process's peak resident set (MiB) since start or since the last `reset_own_peak`."""
+    try:
+        match = _HWM.search(Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _set_death_signal() -> None:
+    """The stage must not outlive the launcher (killed with the pipeline): SIGTERM it when we die."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _launch(out: str, cmd: list[str]) -> int:
+    """Fork `cmd` from this small process, pass it SIGTERM / SIGHUP, write its peak, mirror its exit."""
+    import resource
+
+    pid = os.fork()
+    if pid == 0:
+        _set_death_signal()
+        try:
+            os.execvp(cmd[0], cmd)
+        finally:
+            os._exit(127)  # exec failed: the shell's "command not found" code
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    # Ctrl-C reaches the stage from the terminal (same process group); the launcher outlives it
+    # only to record the peak and the stage's own exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _, status = os.waitpid(pid, 0)
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\n")  # KiB on Linux
+    os.replace(tmp, out)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:  # die of the same signal, so the pipeline sees what the stage saw
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit("usage: python peak_rss.py OUT_FILE COMMAND [ARG...]")
+    sys.exit(_launch(sys.argv[1], sys.argv[2:]))
