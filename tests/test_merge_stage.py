@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from harness.errors import UsageError
 from tests.test_pipeline import RECIPE, Recorder, names, pipeline, write
@@ -71,6 +72,9 @@ def test_merge_stage_body_merges_and_registers_the_candidate(in_tmp):
     assert stage.outputs() is None
     stage.run(False)
     assert stage.outputs() is not None
+    # it ran as the command a user would type, from the config the stage wrote
+    written = yaml.safe_load((pipe.workdir / "tiny" / "merge.yaml").read_text())
+    assert written["base_model"] == str(in_tmp / "base") and written["merge_method"] == "sce"
     assert [p.parent for p in pipe.store.model_parents("unit-tiny")] == [str(in_tmp / "base"), str(in_tmp / "a")]
 
 

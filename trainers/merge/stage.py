@@ -22,9 +22,11 @@ model enters through its stage's outputs), so it reruns only when one of them ch
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import Field, model_validator
 
 from trainers.merge.config import load_merge_config, model_slots
@@ -58,9 +60,15 @@ def build_merge(pipe, spec: MergeStage) -> None:
     out = pipe.workdir / slug(spec.stage_name) / "model"
 
     def run(resume: bool) -> None:  # a killed merge left nothing registered: always a full merge
-        from trainers.merge.run import run_merge  # torch + mergekit, only when the stage runs
-
-        run_merge(cfg, name=name, out_dir=out, store=pipe.store, options=spec.options)
+        # `harness merge` in a subprocess, like every other stage: the merge's memory (GiBs of
+        # tensors) goes back to the OS when it ends instead of staying in the pipeline process
+        # for the rest of the run, and the stage is the command a user would type.
+        path = out.parent / "merge.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# written by `harness pipeline`: the stage's mergekit config, recipe names mapped\n"
+                        + yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        options = [a for k, v in spec.options.items() for a in ("--option", f"{k}={json.dumps(v)}")]
+        pipe._harness("merge", "--config", str(path), "--name", name, "--output-dir", str(out), *options)
 
     pipe.add(Stage(
         name=spec.stage_name, deps=deps,

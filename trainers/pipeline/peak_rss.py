@@ -8,7 +8,7 @@ max(pipeline, stage). `run_measured` therefore starts this file as a small launc
 it and writes `RUSAGE_CHILDREN.ru_maxrss` to OUT: the largest peak of the stage and of every
 descendant it reaped (vLLM's engine process included), and nothing of the pipeline's.
 
-Stages that run in the pipeline process (merges, leaderboard, gate) are measured by resetting the
+Stages that run in the pipeline process (leaderboard, gate) are measured by resetting the
 process's own high-water mark (`/proc/self/clear_refs`, Linux >= 4.0) before the stage and reading
 `VmHWM` after it. That figure includes the pipeline's own resident set, which that stage needs too.
 

@@ -334,10 +334,11 @@ class Pipeline:
 
     # ---- running ------------------------------------------------------------------------------
     def _stage_peak_mib(self, own_measured: bool) -> float | None:
-        """The stage's largest process: its `harness` subprocesses (each measured on its own) or, for
-        work done in this process (merges, leaderboard, gate), this process since the stage began."""
-        peaks = [p for p in (self._child_peak_mib, own_peak_mib() if own_measured else None) if p is not None]
-        return round(max(peaks), 1) if peaks else None
+        """The stage's peak resident memory: its largest `harness` subprocess (each measured on its
+        own), or for a stage done in this process (leaderboard, gate), this process since it began."""
+        peak = self._child_peak_mib if self._child_peak_mib is not None else \
+            own_peak_mib() if own_measured else None
+        return None if peak is None else round(peak, 1)
 
     def _key(self, stage: Stage) -> str:
         spec = {k: (v() if callable(v) else v) for k, v in stage.spec.items()}
