@@ -267,7 +267,7 @@ def test_an_empty_training_set_stops_with_why_and_what_to_change(in_tmp):
     next(s for s in pipe.stages if s.name == "data").run(False)  # phase 1 of WRPO needs SFT rows only: 7
 
 
-def test_a_stage_peak_rss_is_its_own_not_that_of_the_process_that_starts_it():
+def test_a_stage_peak_rss_is_its_own_not_that_of_the_process_that_starts_it(tmp_path):
     """ru_maxrss of a child forked straight from this process would start at this process's RSS
     (the bug the launcher exists for): hold 400 MiB here and a `pass` child must still read small."""
     import sys
@@ -276,18 +276,19 @@ def test_a_stage_peak_rss_is_its_own_not_that_of_the_process_that_starts_it():
 
     ballast = bytearray(400 * 2**20)
     ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: resident, not just mapped
-    small_rc, small = run_measured([sys.executable, "-c", "pass"])
+    small_rc, small = run_measured([sys.executable, "-c", "pass"], tmp_path / "peak")
     # 300 MiB held by a grandchild that the stage waits for (as a stage waits for vLLM's engine)
     grandchild = "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"
     child = f"import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', {grandchild!r}]).returncode + 3)"
-    rc, peak = run_measured([sys.executable, "-c", child])
+    rc, peak = run_measured([sys.executable, "-c", child], tmp_path / "peak")
     del ballast
     assert (small_rc, rc) == (0, 3)
     assert small < 100 < 300 < peak < 400, (small, peak)
-    rc, _ = run_measured([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+    rc, _ = run_measured([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"], tmp_path / "peak")
     assert rc == -15  # a stage killed by a signal reads as subprocess.run would report it
-    rc, peak = run_measured(["/nonexistent/harness"])
+    rc, peak = run_measured(["/nonexistent/harness"], tmp_path / "peak")
     assert rc == 127 and peak is not None and peak < 100  # exec failed: the shell's code, still measured
+    assert list(tmp_path.iterdir()) == []  # the figure's file is read and removed
 
 
 def test_in_process_stage_peak_starts_from_the_stage_not_from_earlier_work():

@@ -22,20 +22,21 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 _HWM = re.compile(r"^VmHWM:\s+(\d+) kB", re.MULTILINE)
 
 
-def run_measured(cmd: list[str], preexec_fn: Callable[[], None] | None = None) -> tuple[int, float | None]:
+def run_measured(cmd: list[str], peak_file: Path,
+                 preexec_fn: Callable[[], None] | None = None) -> tuple[int, float | None]:
     """Run `cmd` to its end through the launcher: its exit code (negative: killed by that signal,
-    as `subprocess.run` reports it) and the peak RSS in MiB of it and its reaped descendants."""
-    with tempfile.TemporaryDirectory(prefix="fh-rss-") as tmp:
-        out = Path(tmp) / "peak_kib"
-        rc = subprocess.run([sys.executable, "-I", __file__, str(out), *cmd], preexec_fn=preexec_fn).returncode
-        text = out.read_text().strip() if out.is_file() else ""
+    as `subprocess.run` reports it) and the peak RSS in MiB of it and its reaped descendants.
+    `peak_file` is where the launcher writes the figure (removed here once read)."""
+    peak_file.unlink(missing_ok=True)
+    rc = subprocess.run([sys.executable, "-I", __file__, str(peak_file), *cmd], preexec_fn=preexec_fn).returncode
+    text = peak_file.read_text().strip() if peak_file.is_file() else ""
+    peak_file.unlink(missing_ok=True)
     return rc, (int(text) / 1024 if text.isdigit() else None)
 
 

@@ -176,7 +176,8 @@ class Pipeline:
         if not self.progress and args[0] in ("run", "train", "fuse"):
             cmd.append("--no-progress")
         self.say("$ harness " + " ".join(cmd[3:]))
-        rc, peak_mib = run_measured(cmd, preexec_fn=_die_with_parent)
+        self.status_dir.mkdir(parents=True, exist_ok=True)
+        rc, peak_mib = run_measured(cmd, self.status_dir / ".peak_kib", preexec_fn=_die_with_parent)
         if peak_mib is not None:
             self._child_peak_mib = max(self._child_peak_mib or 0.0, peak_mib)
         if rc != 0:
