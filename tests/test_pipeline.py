@@ -192,7 +192,8 @@ def test_shipped_cpu_recipe_is_valid():
 
 
 def test_a_stage_dies_with_a_killed_pipeline(tmp_path):
-    """SIGKILL of the pipeline must not leave its stage running (a re-run would race it)."""
+    """SIGKILL of the pipeline must not leave its stage running (a re-run would race it), with the
+    peak-RSS launcher between them as in `Pipeline._harness`."""
     import os
     import signal
     import subprocess
@@ -204,10 +205,13 @@ def test_a_stage_dies_with_a_killed_pipeline(tmp_path):
     pid_file = tmp_path / "child.pid"
     script = tmp_path / "pipeline_stand_in.py"
     script.write_text(
-        "import subprocess, sys\n"
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from trainers.pipeline.peak_rss import run_measured\n"
         "from trainers.pipeline.run import _die_with_parent\n"
         "child = 'import os, sys, time; open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(120)'\n"
-        "subprocess.run([sys.executable, '-c', child, sys.argv[1]], preexec_fn=_die_with_parent)\n")
+        "run_measured([sys.executable, '-c', child, sys.argv[1]], Path(sys.argv[1] + '.peak'),\n"
+        "             preexec_fn=_die_with_parent)\n")
     parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], cwd=REPO)
     deadline = time.time() + 60
     while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
