@@ -5,6 +5,7 @@ runs the real stages on the real model."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,28 @@ def test_each_stage_records_its_peak_rss_in_its_status_file_and_pipeline_json(in
         assert peaks["leaderboard"] > 250 + max(peaks["gate"], peaks["sft"])  # the 300 MiB, not earlier peaks
     saved = json.loads((pipe.workdir / "pipeline.json").read_text())
     assert {s["name"]: s["peak_rss_mib"] for s in saved["stages"]} == peaks
+
+
+def test_a_stage_peak_counts_descendants_it_never_waited_for_and_stops_those_left_running(tmp_path):
+    """vLLM-CPU's worker (the largest process of an evaluation) outlives the engine process that
+    started it, unreaped: the launcher, a child subreaper, must reap it and count its peak; and a
+    descendant still running after the stage ends is stopped, not left holding memory."""
+    import sys
+    import time
+
+    from trainers.pipeline.peak_rss import run_measured
+
+    orphan = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1)"
+    stage = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {orphan!r}])"  # exits at once
+    rc, peak = run_measured([sys.executable, "-c", stage], tmp_path / "peak")
+    assert rc == 0 and peak is not None and peak > 300, peak
+
+    pid_file = tmp_path / "lingering.pid"
+    lingering = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)"
+    stage = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {lingering!r}, {str(pid_file)!r}]); "
+             "time.sleep(1)")
+    t0 = time.monotonic()
+    rc, _ = run_measured([sys.executable, "-c", stage], tmp_path / "peak", grace_s=0.5)
+    assert rc == 0 and time.monotonic() - t0 < 30
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
