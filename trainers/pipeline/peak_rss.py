@@ -67,7 +67,7 @@ def own_peak_mib() -> float | None:
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 
 
-def _prctl(option: int, value: int) -> None:
+def prctl(option: int, value: int) -> None:
     try:
         import ctypes
 
@@ -119,10 +119,10 @@ def _launch(out: str, grace_s: float, cmd: list[str]) -> int:
 
     # vLLM's worker is the engine process's child, and the engine exits without waiting for it:
     # unreaped, its peak (the largest of the stage) would be missing from RUSAGE_CHILDREN.
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     pid = os.fork()
     if pid == 0:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the stage must not outlive the launcher
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the stage must not outlive the launcher
         try:
             os.execvp(cmd[0], cmd)
         finally:

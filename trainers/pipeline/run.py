@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from typing import Any
 from harness.errors import HarnessError, UsageError
 from trainers.pipeline.base_stages import recipe_graph
 from trainers.pipeline.config import PipelineRecipe, suite_path, trainer_config
-from trainers.pipeline.peak_rss import own_peak_mib, reset_own_peak, run_measured
+from trainers.pipeline.peak_rss import PR_SET_PDEATHSIG, own_peak_mib, prctl, reset_own_peak, run_measured
 from trainers.pipeline.stages import STAGE_KINDS, Stage, data_files_needed, slug
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,7 @@ def _sha_json(obj: Any) -> str:
 def _die_with_parent() -> None:
     """A stage must not outlive a killed pipeline (a second run would race an orphaned trainer
     for the same output dir): Linux sends it SIGTERM when the pipeline process dies."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches the whole process group
-        pass
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # not Linux: Ctrl-C still reaches the process group
 
 
 def _unavailable(model: str, store) -> str | None:
