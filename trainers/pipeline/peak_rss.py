@@ -68,11 +68,12 @@ PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 def prctl(option: int, value: int) -> None:
+    """Linux prctl(2) with one argument (PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER); a no-op elsewhere."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value)
-    except (OSError, AttributeError):  # not Linux: the peak then misses orphans, nothing else
+    except (OSError, AttributeError):  # not Linux: no subreaper, no death signal; stages still run
         pass
 
 
